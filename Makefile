@@ -1,0 +1,52 @@
+# Two commands: `make run` and `make test`. Both create .venv when missing and install into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Editable installs in strict mode, so mypy and editors can resolve kernos.* (FIELD-NOTES).
+INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt \
+	--config-settings editable_mode=strict -e ./edge -e '.[dev]'
+
+.PHONY: run test check install lint typecheck contracts pytest format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+
+install: $(BIN)/python
+	$(INSTALL)
+
+run: $(BIN)/python
+	@[ -f $(VENV)/.kernos-installed ] || { $(INSTALL) && touch $(VENV)/.kernos-installed; }
+	$(BIN)/kernos up $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy -p kernos.kernel -p kernos.policy -p kernos.memory -p kernos.tools \
+		-p kernos.agents -p kernos.plugins -p kernos.api -p kernos.tui -p kernos.edge
+
+contracts: install
+	$(BIN)/lint-imports
+
+pytest: install
+	scripts/services.sh run -- $(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint typecheck contracts pytest
+
+test: check
+	@touch $(VENV)/.kernos-installed
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info edge/build edge/*.egg-info

@@ -1,0 +1,58 @@
+"""Kernos plugin hooks: the kernel's extension points.
+
+Registration hooks are named ``register_*`` and receive a ``register`` callback, so the kernel
+can tag each item with the plugin that gave it and refuse duplicates. Lifecycle hooks receive
+the kernel. Every hook has a test and is documented in ``docs/plugins.md`` (meta-tests check
+both). Later issues add their hooks here together with their tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from kernos.kernel.catalog import AgentSpec, ToolSpec
+    from kernos.kernel.cli.lazy import LazyCommand
+    from kernos.kernel.kernel import Kernel
+
+PROJECT = "kernos"
+"""Pluggy project name and the entry-point group third-party plugins use."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- Registration (called when the kernel or the CLI assembles itself) ----------------------
+
+
+@hookspec
+def register_commands(register: Callable[[click.Command | LazyCommand], None]) -> None:
+    """Add ``kernos`` CLI commands: ``register(command)`` with a click command or a LazyCommand."""
+
+
+@hookspec
+def register_tools(register: Callable[[ToolSpec], None]) -> None:
+    """Add tools agents can call: ``register(ToolSpec(...))`` once per tool."""
+
+
+@hookspec
+def register_agents(register: Callable[[AgentSpec], None]) -> None:
+    """Add agents (LangGraph graph factories with metadata): ``register(AgentSpec(...))``."""
+
+
+# -- Lifecycle --------------------------------------------------------------------------------
+
+
+@hookspec
+def on_startup(kernel: Kernel) -> Awaitable[None] | None:
+    """Called once the kernel's storage is ready, before it serves; may be a coroutine."""
+
+
+@hookspec
+def on_shutdown(kernel: Kernel) -> Awaitable[None] | None:
+    """Called when the kernel stops, before storage closes; may be a coroutine."""

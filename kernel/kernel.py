@@ -1,0 +1,216 @@
+"""The ``Kernel``: what holds a running Kernos together.
+
+Startup order: plugins load (cheap, no side effects, so a broken essential plugin stops
+everything before any state is touched) → home directory → exclusive database lease →
+migrations → database and single writer → identity bootstrap (default tenant, local admin) →
+``on_startup`` hooks. Stop runs the same in reverse. The kernel core adds processes and the
+syscall pipeline on top of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kernos.kernel import kernos_version
+from kernos.kernel import telemetry as names
+from kernos.kernel.catalog import Catalog
+from kernos.kernel.clock import Clock, SystemClock
+from kernos.kernel.errors import StorageError
+from kernos.kernel.identity import (
+    DEFAULT_TENANT,
+    LOCAL_ADMIN,
+    IdentityStore,
+    PrincipalKind,
+)
+from kernos.kernel.pluginmanager import PluginManager
+from kernos.kernel.settings import Settings
+from kernos.kernel.storage import migrate
+from kernos.kernel.storage.database import Database
+from kernos.kernel.storage.lease import Lease, lease_for
+from kernos.kernel.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, kw_only=True)
+class KernelSummary:
+    """What ``kernos up`` prints when it stops."""
+
+    version: str
+    database: str
+    schema: str
+    started_at: datetime
+    uptime_seconds: float
+    plugins_loaded: list[str] = field(default_factory=list)
+    plugins_failed: dict[str, str] = field(default_factory=dict)
+    tools: list[str] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    tenants: list[str] = field(default_factory=list)
+    writes: int = 0
+    commits: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "version": self.version,
+            "database": self.database,
+            "schema": self.schema,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "uptime_seconds": round(self.uptime_seconds, 3),
+            "plugins_loaded": self.plugins_loaded,
+            "plugins_failed": self.plugins_failed,
+            "tools": self.tools,
+            "agents": self.agents,
+            "tenants": self.tenants,
+            "writes": self.writes,
+            "commits": self.commits,
+        }
+
+
+class Kernel:
+    """One running Kernos kernel on one database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        plugins: PluginManager | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.plugins = plugins or PluginManager(load_plugins=settings.load_plugins)
+        self.telemetry = telemetry or Telemetry()
+        self.version = kernos_version()
+        self.db = Database(settings, telemetry=self.telemetry)
+        self.identity = IdentityStore(self.db, self.clock)
+        self.catalog = Catalog()
+        self.schema_revision: str | None = None
+        self._lease: Lease = lease_for(settings.db_url)
+        self._started_at: datetime | None = None
+        self._started_mono = 0.0
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether ``start`` completed and ``stop`` has not run."""
+        return self._running
+
+    async def start(self) -> None:
+        """Bring the kernel up; on any failure, undo what was done and re-raise."""
+        if self._running:
+            return
+        with self.telemetry.tracer.start_as_current_span(names.SPAN_KERNEL_START):
+            self.plugins.load()
+            self.catalog = self.plugins.catalog()
+            self._started_at = self.clock.now()
+            self._started_mono = self.clock.monotonic()
+            try:
+                self._prepare_home()
+                await asyncio.to_thread(
+                    self._lease.acquire, started_at=self._started_at, version=self.version
+                )
+                result = await asyncio.to_thread(migrate.upgrade, self.settings.db_url)
+                self.schema_revision = result.after
+                await self.db.start()
+                await self.identity.ensure_tenant(DEFAULT_TENANT, display_name="Default tenant")
+                await self.identity.ensure_principal(
+                    DEFAULT_TENANT, LOCAL_ADMIN, kind=PrincipalKind.PERSON, display_name="Local admin"
+                )
+                self._running = True
+                await self.plugins.startup(self)
+            except BaseException:
+                await self._teardown()
+                raise
+        log.info(
+            "kernel started",
+            extra={"database": self.database_shown, "schema": self.schema_revision},
+        )
+
+    def _prepare_home(self) -> None:
+        try:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create KERNOS_HOME {self.settings.home}: {exc.strerror}"
+            ) from exc
+
+    async def stop(self) -> None:
+        """Run ``on_shutdown`` hooks, commit pending writes, release the lease."""
+        if self._running:
+            await self.plugins.shutdown(self)
+        await self._teardown()
+        log.info("kernel stopped")
+
+    async def _teardown(self) -> None:
+        self._running = False
+        try:
+            await self.db.stop()
+        finally:
+            await asyncio.to_thread(self._lease.release)
+
+    async def __aenter__(self) -> Kernel:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(
+        self, *, duration: float | None = None, stop: asyncio.Event | None = None
+    ) -> KernelSummary:
+        """Start, serve until ``duration`` seconds pass (on the kernel clock) or ``stop`` is set.
+
+        Returns the summary taken just before stopping.
+        """
+        await self.start()
+        summary: KernelSummary | None = None
+        try:
+            waiters: list[asyncio.Task[Any]] = []
+            if duration is not None:
+                waiters.append(asyncio.create_task(self.clock.sleep(duration)))
+            if stop is not None:
+                waiters.append(asyncio.create_task(stop.wait()))
+            if not waiters:
+                waiters.append(asyncio.create_task(asyncio.Event().wait()))
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            summary = await self.summary()
+        finally:
+            await self.stop()
+        return summary
+
+    @property
+    def database_shown(self) -> str:
+        """The database URL with any password hidden (safe to log)."""
+        return self.settings.db_url.render_as_string(hide_password=True)
+
+    async def summary(self) -> KernelSummary:
+        """Counters and contents for ``kernos up``'s closing report."""
+        infos = self.plugins.infos()
+        tenants: list[str] = []
+        if self._running:
+            tenants = [t.name for t in await self.identity.list_tenants()]
+        stats = self.db.writer_stats
+        return KernelSummary(
+            version=self.version,
+            database=self.database_shown,
+            schema=self.schema_revision or "",
+            started_at=self._started_at or self.clock.now(),
+            uptime_seconds=self.clock.monotonic() - self._started_mono if self._started_at else 0.0,
+            plugins_loaded=[i.name for i in infos if i.status == "loaded"],
+            plugins_failed={i.name: i.error or "" for i in infos if i.status == "failed"},
+            tools=sorted(self.catalog.tools),
+            agents=sorted(self.catalog.agents),
+            tenants=tenants,
+            writes=stats.writes,
+            commits=stats.commits,
+        )

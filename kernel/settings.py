@@ -1,0 +1,212 @@
+"""Kernos settings: one pydantic-settings class, built by ``load_settings`` and injected.
+
+Sources, strongest first: keyword overrides (tests, embedding code), ``KERNOS_*`` environment
+variables, ``KERNOS_HOME/kernos.toml``, defaults. Nothing else in Kernos reads the environment;
+code receives a ``Settings`` object.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from kernos.kernel.errors import ConfigError
+
+ENV_PREFIX = "KERNOS_"
+TOML_NAME = "kernos.toml"
+DEFAULT_HOME = Path("~/.kernos")
+
+# The parsed kernos.toml for the Settings being built (see _TomlSource).
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("kernos_toml_data", default={})
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Feeds the already parsed ``kernos.toml`` into pydantic-settings."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _toml_data.get()
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+def parse_plugin_list(value: str | None) -> list[str] | None:
+    """Parse a ``KERNOS_LOAD_PLUGINS``-style comma list; ``None`` means no restriction."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+class Settings(BaseSettings):
+    """Everything a kernel, the CLI and the API can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    home: Path = DEFAULT_HOME
+    """Data directory: database, logs, plugins' state. Created on first start."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the kernel database. Default: SQLite file ``kernos.db`` in ``home``.
+    PostgreSQL as ``postgresql+psycopg://user:pass@host/db`` (psycopg 3)."""
+
+    api_host: str = "127.0.0.1"
+    """Interface the API listens on."""
+
+    api_port: int = Field(default=8787, ge=1, le=65535)
+    """TCP port the API listens on."""
+
+    llm_base_url: str | None = None
+    """Base URL of an OpenAI-compatible LLM server (``…/v1``)."""
+
+    llm_model: str | None = None
+    """Model name to ask that server for."""
+
+    llm_api_key: SecretStr | None = None
+    """API key for that server; never logged."""
+
+    load_plugins: Annotated[list[str] | None, NoDecode] = None
+    """Comma list restricting which non-essential plugins load (essential ones always do)."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Threshold of the kernel's log."""
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """SQLite ``synchronous`` pragma. FULL survives power loss; NORMAL only process crashes."""
+
+    writer_max_batch: int = Field(default=512, ge=1, le=100_000)
+    """Most write jobs the single writer commits in one transaction (group commit)."""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("load_plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_plugin_list(value)
+        return value
+
+    @field_validator("log_level", "sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}; use sqlite or postgresql")
+        if backend == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("SQLite needs a file path; an in-memory database cannot be shared")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def toml_path(self) -> Path:
+        """Where the optional settings file lives."""
+        return self.home / TOML_NAME
+
+    @property
+    def db_url(self) -> URL:
+        """The database URL for the async engine (``sqlite+aiosqlite`` or ``postgresql+psycopg``)."""
+        if self.database_url is None:
+            return URL.create("sqlite+aiosqlite", database=str(self.home / "kernos.db"))
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            return url.set(drivername="sqlite+aiosqlite")
+        return url.set(drivername="postgresql+psycopg")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the kernel database is a SQLite file."""
+        return self.db_url.get_backend_name() == "sqlite"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: invalid TOML ({exc}); fix or remove the file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}; fix or remove the file") from None
+
+
+def _describe(loc: tuple[int | str, ...], toml: dict[str, Any], toml_path: Path) -> str:
+    field = str(loc[0]) if loc else "?"
+    env_name = f"{ENV_PREFIX}{field.upper()}"
+    if env_name in os.environ:
+        return env_name
+    if field in toml:
+        return f"{toml_path}: {field}"
+    return field
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from overrides, the environment and ``kernos.toml``.
+
+    Raises ``ConfigError`` naming the variable or file key at fault.
+    """
+    home_raw = overrides.get("home") or os.environ.get(f"{ENV_PREFIX}HOME") or str(DEFAULT_HOME)
+    home = Path(home_raw).expanduser().absolute()
+    toml_path = home / TOML_NAME
+    toml = _read_toml(toml_path)
+    if "home" in toml:
+        raise ConfigError(f"{toml_path}: 'home' cannot be set inside the home it names; use KERNOS_HOME")
+    token = _toml_data.set(toml)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _describe(error["loc"], toml, toml_path)
+            given = error.get("input")
+            shown = "" if isinstance(given, dict) or "api_key" in where.lower() else f" (got {given!r})"
+            message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{where}: {message}{shown}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+    finally:
+        _toml_data.reset(token)

@@ -1,0 +1,1 @@
+"""Kernel storage: SQLAlchemy models, Alembic migrations, the single writer and the lease."""

@@ -1,0 +1,113 @@
+"""The kernel database: engines for the writer and for readers.
+
+All writes go through ``Database.write`` (the single writer, group commit); readers use
+their own pooled connections through ``Database.read``. SQLite runs in WAL mode so readers
+never block the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from kernos.kernel.errors import StorageError
+from kernos.kernel.settings import Settings
+from kernos.kernel.storage.writer import WriteJob, Writer, WriterStats
+from kernos.kernel.telemetry import Telemetry
+
+T = TypeVar("T")
+
+
+def _sqlite_pragmas(engine: AsyncEngine, *, synchronous: str, writer: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if writer:
+            # Take transaction control from the driver so SAVEPOINT works and the writer
+            # can begin with IMMEDIATE (it is the only writer; never wait for a lock upgrade).
+            dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    if writer:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Engines and the single writer of one kernel."""
+
+    def __init__(self, settings: Settings, *, telemetry: Telemetry | None = None) -> None:
+        self.url: URL = settings.db_url
+        self._settings = settings
+        self._telemetry = telemetry
+        self._reader: AsyncEngine | None = None
+        self._writer_engine: AsyncEngine | None = None
+        self._writer: Writer | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.url.get_backend_name()
+
+    async def start(self) -> None:
+        """Open the engines and start the writer."""
+        if self.dialect == "sqlite":
+            self._writer_engine = create_async_engine(self.url, pool_size=1, max_overflow=0)
+            _sqlite_pragmas(
+                self._writer_engine, synchronous=self._settings.sqlite_synchronous, writer=True
+            )
+            self._reader = create_async_engine(self.url, pool_size=4, max_overflow=4)
+            _sqlite_pragmas(self._reader, synchronous=self._settings.sqlite_synchronous, writer=False)
+        else:
+            self._writer_engine = create_async_engine(
+                self.url, pool_size=1, max_overflow=0, pool_pre_ping=True
+            )
+            self._reader = create_async_engine(
+                self.url, pool_size=5, max_overflow=5, pool_pre_ping=True
+            )
+        self._writer = Writer(
+            self._writer_engine,
+            max_batch=self._settings.writer_max_batch,
+            telemetry=self._telemetry,
+        )
+        self._writer.start()
+
+    async def stop(self) -> None:
+        """Commit pending writes, stop the writer and close every connection."""
+        if self._writer is not None:
+            await self._writer.stop()
+        for engine in (self._writer_engine, self._reader):
+            if engine is not None:
+                await engine.dispose()
+        self._writer = None
+        self._writer_engine = self._reader = None
+
+    async def write(self, job: WriteJob[T]) -> T:
+        """Run ``job(session)`` in the writer's next group commit; return once committed."""
+        if self._writer is None:
+            raise StorageError("the database is not open; start the kernel first")
+        return await self._writer.submit(job)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session on a reader connection (no writes through it)."""
+        if self._reader is None:
+            raise StorageError("the database is not open; start the kernel first")
+        async with AsyncSession(self._reader, expire_on_commit=False) as session:
+            yield session
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        """The writer's counters."""
+        return self._writer.stats if self._writer is not None else WriterStats()
