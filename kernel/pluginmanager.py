@@ -196,8 +196,9 @@ class PluginManager:
 
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook_name)
-        # pluggy lists implementations last-registered first; call in registration order.
-        return list(reversed(caller.get_hookimpls()))
+        # get_hookimpls() is in registration order (pluggy *calls* them in reverse); we call
+        # one plugin at a time in load order, so built-ins come first.
+        return list(caller.get_hookimpls())
 
     def _collect(
         self, hook_name: str, add: Callable[[str, Any], None], check: Callable[[Any], None]

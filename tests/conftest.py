@@ -1,0 +1,51 @@
+"""Shared fixtures: every test that takes ``kernos_settings``/``kernos_kernel`` runs on SQLite
+and on PostgreSQL (a fresh database per test on the server ``scripts/services.sh`` started)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_URL = os.environ.get("KERNOS_TEST_PG_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """The throwaway PostgreSQL server's URL; CI fails rather than skips without it."""
+    if not PG_URL:
+        message = "no PostgreSQL: run the tests through `make test` (scripts/services.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return PG_URL
+
+
+def _admin_conninfo(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def pg_database_url(pg_server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"kernos_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_conninfo(pg_server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(_admin_conninfo(pg_server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def kernos_database_url(request: pytest.FixtureRequest) -> str | None:
+    """Overrides the testing plugin's fixture: run each storage/kernel test on both backends."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_database_url")
