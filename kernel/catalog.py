@@ -118,7 +118,8 @@ class Catalog:
         if spec.name in self.agents:
             owner = self.agents[spec.name].plugin
             raise DuplicateRegistration(
-                f"agent {spec.name!r} from plugin {spec.plugin!r} is already registered by {owner!r}"
+                f"agent {spec.name!r} from plugin {spec.plugin!r} "
+                f"is already registered by {owner!r}"
             )
 
     def add_tool(self, spec: ToolSpec) -> None:

@@ -64,6 +64,7 @@ class SimulatedClock(Clock):
         self._elapsed = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._watchers: list[tuple[int, asyncio.Future[None]]] = []
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self._elapsed)
@@ -77,7 +78,23 @@ class SimulatedClock(Clock):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), future))
+        self._notify_watchers()
         await future
+
+    def _notify_watchers(self) -> None:
+        pending = self.pending
+        for count, watcher in list(self._watchers):
+            if pending >= count and not watcher.done():
+                watcher.set_result(None)
+        self._watchers = [(c, w) for c, w in self._watchers if not w.done()]
+
+    async def wait_for_sleepers(self, count: int = 1) -> None:
+        """Return once at least ``count`` tasks are asleep on this clock (for tests and sims)."""
+        if self.pending >= count:
+            return
+        watcher: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.append((count, watcher))
+        await watcher
 
     @property
     def pending(self) -> int:

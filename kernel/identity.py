@@ -60,7 +60,7 @@ class Principal:
 
 
 def check_name(name: str, *, what: str) -> str:
-    """Validate a tenant or principal name (lowercase, 1–63 chars, ``[a-z0-9._-]``)."""
+    """Validate a tenant or principal name (lowercase, 1-63 chars, ``[a-z0-9._-]``)."""
     if not _NAME.match(name):
         raise InvalidInput(
             f"{what} name {name!r} is invalid: use 1-63 lowercase letters, digits, '.', '_' "
@@ -84,7 +84,10 @@ class IdentityStore:
             row = await session.scalar(select(TenantRow).where(TenantRow.name == name))
             if row is None:
                 row = TenantRow(
-                    name=name, display_name=display_name, created_at=self._clock.now(), disabled=False
+                    name=name,
+                    display_name=display_name,
+                    created_at=self._clock.now(),
+                    disabled=False,
                 )
                 session.add(row)
                 await session.flush()
@@ -152,6 +155,4 @@ class IdentityStore:
                 .where(TenantRow.name == tenant)
                 .order_by(PrincipalRow.name)
             )
-            return [
-                Principal(tenant=tenant, name=r.name, kind=PrincipalKind(r.kind)) for r in rows
-            ]
+            return [Principal(tenant=tenant, name=r.name, kind=PrincipalKind(r.kind)) for r in rows]

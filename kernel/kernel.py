@@ -95,6 +95,8 @@ class Kernel:
         self._started_at: datetime | None = None
         self._started_mono = 0.0
         self._running = False
+        self.ready = asyncio.Event()
+        """Set while the kernel is running (after ``on_startup``), cleared when it stops."""
 
     @property
     def running(self) -> bool:
@@ -120,10 +122,14 @@ class Kernel:
                 await self.db.start()
                 await self.identity.ensure_tenant(DEFAULT_TENANT, display_name="Default tenant")
                 await self.identity.ensure_principal(
-                    DEFAULT_TENANT, LOCAL_ADMIN, kind=PrincipalKind.PERSON, display_name="Local admin"
+                    DEFAULT_TENANT,
+                    LOCAL_ADMIN,
+                    kind=PrincipalKind.PERSON,
+                    display_name="Local admin",
                 )
                 self._running = True
                 await self.plugins.startup(self)
+                self.ready.set()
             except BaseException:
                 await self._teardown()
                 raise
@@ -149,6 +155,7 @@ class Kernel:
 
     async def _teardown(self) -> None:
         self._running = False
+        self.ready.clear()
         try:
             await self.db.stop()
         finally:

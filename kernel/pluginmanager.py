@@ -99,13 +99,13 @@ class PluginManager:
         self,
         *,
         load_plugins: Iterable[str] | None = None,
-        builtins: Iterable[Builtin] = BUILTIN_PLUGINS,
+        builtins: Iterable[Builtin] | None = None,
         entry_points: bool = True,
     ) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._allowed = None if load_plugins is None else set(load_plugins)
-        self._builtins = tuple(builtins)
+        self._builtins = tuple(BUILTIN_PLUGINS if builtins is None else builtins)
         self._use_entry_points = entry_points
         self._infos: dict[str, PluginInfo] = {}
         self._loaded = False

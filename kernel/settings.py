@@ -31,18 +31,18 @@ TOML_NAME = "kernos.toml"
 DEFAULT_HOME = Path("~/.kernos")
 
 # The parsed kernos.toml for the Settings being built (see _TomlSource).
-_toml_data: ContextVar[dict[str, Any]] = ContextVar("kernos_toml_data", default={})
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("kernos_toml_data", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
     """Feeds the already parsed ``kernos.toml`` into pydantic-settings."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        data = _toml_data.get()
+        data = _toml_data.get() or {}
         return data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get())
+        return dict(_toml_data.get() or {})
 
 
 def parse_plugin_list(value: str | None) -> list[str] | None:
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> URL:
-        """The database URL for the async engine (``sqlite+aiosqlite`` or ``postgresql+psycopg``)."""
+        """The URL for the async engine: ``sqlite+aiosqlite`` or ``postgresql+psycopg``."""
         if self.database_url is None:
             return URL.create("sqlite+aiosqlite", database=str(self.home / "kernos.db"))
         url = make_url(self.database_url)
@@ -170,9 +170,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot read {path}: invalid TOML ({exc}); fix or remove the file") from None
+        raise ConfigError(
+            f"cannot read {path}: invalid TOML ({exc}); fix or remove the file"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}; fix or remove the file") from None
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror or exc}; fix or remove the file"
+        ) from None
 
 
 def _describe(loc: tuple[int | str, ...], toml: dict[str, Any], toml_path: Path) -> str:
@@ -195,7 +199,9 @@ def load_settings(**overrides: Any) -> Settings:
     toml_path = home / TOML_NAME
     toml = _read_toml(toml_path)
     if "home" in toml:
-        raise ConfigError(f"{toml_path}: 'home' cannot be set inside the home it names; use KERNOS_HOME")
+        raise ConfigError(
+            f"{toml_path}: 'home' cannot be set inside the home it names; use KERNOS_HOME"
+        )
     token = _toml_data.set(toml)
     try:
         return Settings(**overrides)
@@ -204,7 +210,9 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             where = _describe(error["loc"], toml, toml_path)
             given = error.get("input")
-            shown = "" if isinstance(given, dict) or "api_key" in where.lower() else f" (got {given!r})"
+            shown = (
+                "" if isinstance(given, dict) or "api_key" in where.lower() else f" (got {given!r})"
+            )
             message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{where}: {message}{shown}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None

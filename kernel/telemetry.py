@@ -204,7 +204,9 @@ class Telemetry:
         self._tracer_provider: TracerProvider | None = None
         self._meter_provider: MeterProvider | None = None
         if enabled:
-            resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
+            resource = Resource.create(
+                {"service.name": service_name, **(resource_attributes or {})}
+            )
             self._tracer_provider = TracerProvider(resource=resource)
             for processor in span_processors:
                 self._tracer_provider.add_span_processor(processor)
@@ -229,7 +231,9 @@ class Telemetry:
                 else None,
             )
         if spec.kind == "counter":
-            return self.meter.create_counter(spec.name, unit=spec.unit, description=spec.description)
+            return self.meter.create_counter(
+                spec.name, unit=spec.unit, description=spec.description
+            )
         if spec.kind == "updown_counter":
             return self.meter.create_up_down_counter(
                 spec.name, unit=spec.unit, description=spec.description
@@ -241,7 +245,9 @@ class Telemetry:
         try:
             return self._instruments[spec.name]
         except KeyError:
-            raise KeyError(f"metric {spec.name!r} is not declared in kernos.kernel.telemetry") from None
+            raise KeyError(
+                f"metric {spec.name!r} is not declared in kernos.kernel.telemetry"
+            ) from None
 
     def shutdown(self) -> None:
         """Flush and stop exporters; the instruments become no-ops."""

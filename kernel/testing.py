@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 
 @pytest.fixture

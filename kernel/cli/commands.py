@@ -12,7 +12,7 @@ from kernos.kernel.hookspecs import hookimpl
 def register_commands(register: Callable[[LazyCommand], None]) -> None:
     """``up``, ``init`` and ``plugins``."""
     register(LazyCommand("up", "kernos.kernel.cli.up:up", "Start a kernel and run it."))
-    register(LazyCommand("init", "kernos.kernel.cli.up:init", "Initialize KERNOS_HOME (idempotent)."))
     register(
-        LazyCommand("plugins", "kernos.kernel.cli.plugins:plugins", "List installed plugins.")
+        LazyCommand("init", "kernos.kernel.cli.up:init", "Initialize KERNOS_HOME (idempotent).")
     )
+    register(LazyCommand("plugins", "kernos.kernel.cli.plugins:plugins", "List installed plugins."))

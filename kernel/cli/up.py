@@ -23,8 +23,7 @@ async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
             loop.add_signal_handler(sig, stop.set)
 
     async def announce() -> None:
-        while not kernel.running:
-            await asyncio.sleep(0.01)
+        await kernel.ready.wait()
         for failed in kernel.plugins.failures():
             click.echo(f"kernos: warning: plugin {failed.name!r} skipped: {failed.error}", err=True)
         until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"

@@ -68,7 +68,9 @@ class Database:
                 self._writer_engine, synchronous=self._settings.sqlite_synchronous, writer=True
             )
             self._reader = create_async_engine(self.url, pool_size=4, max_overflow=4)
-            _sqlite_pragmas(self._reader, synchronous=self._settings.sqlite_synchronous, writer=False)
+            _sqlite_pragmas(
+                self._reader, synchronous=self._settings.sqlite_synchronous, writer=False
+            )
         else:
             self._writer_engine = create_async_engine(
                 self.url, pool_size=1, max_overflow=0, pool_pre_ping=True

@@ -85,7 +85,8 @@ def upgrade(url: URL) -> MigrationResult:
     except (SchemaTooNew, StorageError):
         raise
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+        orig = getattr(exc, "orig", None)
+        reason = (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StorageError(f"cannot open or migrate database {shown}: {reason}") from exc
     finally:
         engine.dispose()

@@ -102,18 +102,20 @@ class Writer:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         span = self._tracer.start_span(names.SPAN_STORAGE_COMMIT) if self._tracer else None
         try:
-            async with AsyncSession(self._engine, expire_on_commit=False) as session:
-                async with session.begin():
-                    for job, future in batch:
-                        if future.cancelled():
-                            continue
-                        try:
-                            async with session.begin_nested():
-                                result = await job(session)
-                        except Exception as exc:
-                            outcomes.append((future, False, exc))
-                        else:
-                            outcomes.append((future, True, result))
+            async with (
+                AsyncSession(self._engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
+                for job, future in batch:
+                    if future.cancelled():
+                        continue
+                    try:
+                        async with session.begin_nested():
+                            result = await job(session)
+                    except Exception as exc:
+                        outcomes.append((future, False, exc))
+                    else:
+                        outcomes.append((future, True, result))
         except Exception as exc:
             log.exception("group commit of %d writes failed", len(batch))
             error = StorageError(f"database write failed: {exc}")

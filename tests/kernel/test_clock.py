@@ -32,7 +32,7 @@ async def test_sleepers_wake_in_deadline_order_as_time_advances() -> None:
         asyncio.create_task(sleeper("hour", 3600)),
         asyncio.create_task(sleeper("minute", 60)),
     ]
-    await asyncio.sleep(0)
+    await asyncio.wait_for(clock.wait_for_sleepers(3), timeout=5)
     assert clock.pending == 3
     await clock.advance(3600)
     assert woke == [("minute", start + timedelta(minutes=1)), ("hour", start + timedelta(hours=1))]

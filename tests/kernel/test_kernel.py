@@ -74,15 +74,17 @@ async def test_a_failing_optional_startup_is_skipped(kernos_settings: Settings) 
     pm.add(Flaky(), name="mqtt-bridge")
     async with Kernel(kernos_settings, plugins=pm) as kernel:
         summary = await kernel.summary()
-    assert summary.plugins_failed == {"mqtt-bridge": "failed in on_startup: RuntimeError: MQTT broker down"}
+    assert summary.plugins_failed == {
+        "mqtt-bridge": "failed in on_startup: RuntimeError: MQTT broker down"
+    }
 
 
 async def test_run_stops_after_duration_on_the_kernel_clock(kernos_settings: Settings) -> None:
     clock = SimulatedClock()
     kernel = Kernel(kernos_settings, clock=clock, plugins=PluginManager(entry_points=False))
     run = asyncio.create_task(kernel.run(duration=3600))
-    while clock.pending == 0:
-        await asyncio.sleep(0.01)
+    await kernel.ready.wait()
+    await clock.wait_for_sleepers(1)  # the run's duration timer
     assert kernel.running
     await clock.advance(3600)
     summary = await asyncio.wait_for(run, timeout=30)
@@ -96,8 +98,7 @@ async def test_run_stops_on_the_stop_event(kernos_settings: Settings) -> None:
     stop = asyncio.Event()
     kernel = Kernel(kernos_settings, plugins=PluginManager(entry_points=False))
     run = asyncio.create_task(kernel.run(stop=stop))
-    while not kernel.running:
-        await asyncio.sleep(0.01)
+    await kernel.ready.wait()
     stop.set()
     summary = await asyncio.wait_for(run, timeout=30)
     assert summary.tenants == ["default"]

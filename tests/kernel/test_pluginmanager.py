@@ -130,7 +130,9 @@ def test_a_misspelled_hook_fails_the_plugin() -> None:
 def test_an_essential_plugin_that_raises_aborts() -> None:
     pm = manager()
     pm.add(RaisingPlugin(), name="kernos.policy.fake", essential=True)
-    with pytest.raises(EssentialPluginError, match="essential plugin 'kernos.policy.fake'.*unreachable"):
+    with pytest.raises(
+        EssentialPluginError, match="essential plugin 'kernos.policy.fake'.*unreachable"
+    ):
         pm.catalog()
 
 
@@ -164,9 +166,7 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
     status = {i.name: i.status for i in restricted.infos()}
     assert status == {"kernos.kernel.cli.commands": "loaded", "optional_plugin": "disabled"}
     assert "optional_tool" not in restricted.catalog().tools
-    allowed = PluginManager(
-        builtins=builtins, entry_points=False, load_plugins=["optional_plugin"]
-    )
+    allowed = PluginManager(builtins=builtins, entry_points=False, load_plugins=["optional_plugin"])
     assert "optional_tool" in allowed.catalog().tools
     sys.modules.pop("optional_plugin", None)
 

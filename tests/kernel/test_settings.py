@@ -47,7 +47,11 @@ def test_postgres_urls_get_the_psycopg3_driver(kernos_home: Path, monkeypatch) -
         ("KERNOS_API_PORT", "eighty", r"KERNOS_API_PORT: .*integer.*'eighty'"),
         ("KERNOS_API_PORT", "70000", r"KERNOS_API_PORT: .*less than or equal to 65535"),
         ("KERNOS_LOG_LEVEL", "loud", r"KERNOS_LOG_LEVEL: .*'DEBUG'.*'LOUD'"),
-        ("KERNOS_DATABASE_URL", "mysql://x/y", r"KERNOS_DATABASE_URL: .*unsupported database 'mysql'"),
+        (
+            "KERNOS_DATABASE_URL",
+            "mysql://x/y",
+            r"KERNOS_DATABASE_URL: .*unsupported database 'mysql'",
+        ),
         ("KERNOS_DATABASE_URL", "sqlite://", r"needs a file path"),
         ("KERNOS_DATABASE_URL", "not a url", r"not a database URL"),
     ],

@@ -11,13 +11,13 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernos.kernel.clock import SystemClock
 from kernos.kernel.errors import SchemaTooNew, StorageError
 from kernos.kernel.settings import Settings
 from kernos.kernel.storage import migrate
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.models import Base, TenantRow
 from kernos.kernel.telemetry import Telemetry
-from kernos.kernel.clock import SystemClock
 
 NOW = SystemClock().now()
 

@@ -1,0 +1,19 @@
+"""Kernos edge agent: runs next to the sensors, pre-filters their events and forwards them.
+
+The edge agent is its own small distribution (``kernos-edge``) so that it can run on small
+devices: it depends on the standard library and click only, never on the kernel's stack.
+Events it accepts are kept in a durable store-and-forward buffer (:mod:`kernos.edge.buffer`)
+until the kernel acknowledges them.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+__all__ = ["__version__"]
+
+try:
+    __version__: str = version("kernos-edge")
+except PackageNotFoundError:
+    # Running from a source tree that was never installed: say so rather than guess a number.
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,183 @@
+"""The ``kernos-edge`` command line.
+
+Every error is one line on stderr, ``kernos-edge: error: ...``; bad input and a missing buffer
+file exit with status 2, other failures with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from kernos.edge import __version__
+from kernos.edge.buffer import BufferFileError, ForwardBuffer
+
+__all__ = ["CliError", "CliFailure", "main"]
+
+PROG_NAME = "kernos-edge"
+
+
+class CliError(click.ClickException):
+    """Bad input (or a missing buffer file): one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Write the message as a single ``kernos-edge: error:`` line."""
+        # Scripts grep and log this; a message spread over lines would be cut apart.
+        message = " ".join(self.format_message().split("\n"))
+        click.echo(f"{PROG_NAME}: error: {message}", file=file, err=file is None)
+
+
+class CliFailure(CliError):
+    """The command was fine but could not be carried out: exit status 1."""
+
+    exit_code = 1
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Re-raise click's own errors (unknown option, missing value...) in the one-line form."""
+    try:
+        yield
+    except CliError:
+        raise
+    except click.UsageError as exc:
+        raise CliError(exc.format_message()) from exc
+    except click.ClickException as exc:
+        raise CliFailure(exc.format_message()) from exc
+
+
+class _EdgeGroup(click.Group):
+    """The top-level group: every error below it passes through here on its way out."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the top-level options, with one-line errors."""
+        with _one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand (its parsing included), with one-line errors."""
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+
+def _help_if_no_subcommand(ctx: click.Context) -> None:
+    # Groups here are invoke_without_command so that a bare call prints help and exits 0 on
+    # every click version, instead of surfacing as a usage error.
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@click.group(
+    cls=_EdgeGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, "--version", prog_name=PROG_NAME, message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Kernos edge agent: the part of Kernos that runs next to the sensors.
+
+    The edge agent reads sensor events, pre-filters them on the device and forwards what is
+    left to a Kernos kernel. Every event it accepts is first written to a local
+    store-and-forward buffer (a SQLite file) and stays there until the kernel acknowledges
+    it, so an unreachable kernel, a crash or a reboot loses nothing. When a bounded buffer
+    is full the agent refuses new events loudly rather than dropping old ones.
+
+    It depends on the Python standard library and click only, so it fits small devices.
+    """
+    _help_if_no_subcommand(ctx)
+
+
+@main.group(name="buffer", invoke_without_command=True)
+@click.pass_context
+def buffer_group(ctx: click.Context) -> None:
+    """Inspect or empty a store-and-forward buffer file."""
+    _help_if_no_subcommand(ctx)
+
+
+_buffer_option = click.option(
+    "--buffer",
+    "buffer_path",
+    required=True,
+    metavar="PATH",
+    type=click.Path(path_type=Path),
+    help="The buffer file (SQLite) the edge agent writes to.",
+)
+
+
+@contextmanager
+def _open_buffer(path: Path) -> Iterator[ForwardBuffer]:
+    """Open an existing buffer, turning every failure into a one-line CLI error."""
+    try:
+        buffer = ForwardBuffer(path, create=False)
+    except FileNotFoundError:
+        raise CliError(f"no buffer file at {path}") from None
+    except BufferFileError as exc:
+        raise CliError(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise CliFailure(f"cannot open buffer {path}: {exc}") from None
+    with buffer:
+        try:
+            yield buffer
+        except sqlite3.Error as exc:
+            raise CliFailure(f"buffer {path}: {exc}") from None
+
+
+@buffer_group.command()
+@_buffer_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def stats(buffer_path: Path, as_json: bool) -> None:
+    """Show a buffer's event count, size on disk and sequence range."""
+    with _open_buffer(buffer_path) as buffer:
+        snapshot = buffer.stats()
+        oldest_age = buffer.oldest_age()
+    if as_json:
+        document = {
+            "buffer": str(buffer_path),
+            "count": snapshot.count,
+            "bytes_on_disk": snapshot.bytes_on_disk,
+            "oldest_seq": snapshot.oldest_seq,
+            "newest_seq": snapshot.newest_seq,
+            "oldest_age_s": None if oldest_age is None else round(oldest_age, 3),
+        }
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    click.echo(f"buffer:        {buffer_path}")
+    click.echo(f"events:        {snapshot.count}")
+    click.echo(f"bytes on disk: {snapshot.bytes_on_disk}")
+    click.echo(f"oldest seq:    {_or_dash(snapshot.oldest_seq)}")
+    click.echo(f"newest seq:    {_or_dash(snapshot.newest_seq)}")
+    click.echo(f"oldest age:    {'-' if oldest_age is None else f'{oldest_age:.1f} s'}")
+
+
+@buffer_group.command()
+@_buffer_option
+@click.option("--yes", is_flag=True, help="Confirm: the discarded events are never forwarded.")
+def drain(buffer_path: Path, yes: bool) -> None:
+    """Discard every buffered event and print how many were discarded."""
+    if not yes:
+        raise CliError("drain discards buffered events for good; pass --yes to confirm")
+    with _open_buffer(buffer_path) as buffer:
+        newest = buffer.stats().newest_seq
+        # Acking up to the newest seq seen, not "delete all": an event appended meanwhile by
+        # a running agent has a higher seq and survives.
+        discarded = 0 if newest is None else buffer.ack(newest)
+    click.echo(f"discarded {discarded} buffered event(s) from {buffer_path}")
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,128 @@
+"""The kernos CLI: help, version, exit statuses and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernos.kernel import cli as cli_module
+from kernos.kernel import pluginmanager
+from kernos.kernel.pluginmanager import Builtin
+
+KERNOS = str(Path(sys.executable).with_name("kernos"))
+
+
+def run(
+    *args: str, home: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    base["KERNOS_HOME"] = str(home)
+    base.update(env or {})
+    return subprocess.run([KERNOS, *args], env=base, capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_the_commands_and_exit_statuses(tmp_path: Path) -> None:
+    result = run("--help", home=tmp_path)
+    assert result.returncode == 0
+    for command in ("up", "init", "plugins"):
+        assert f"  {command} " in result.stdout
+    assert "4 kernel unavailable" in result.stdout.replace("\n  ", " ")
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run("--version", home=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "kernos 0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("frobnicate",), "No such command 'frobnicate'"),
+        (("up", "--duration", "soon"), "'soon' is not a valid float"),
+        (("up", "--bogus"), "No such option '--bogus'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run(*args, home=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kernos: error: ")
+    assert message in lines[0]
+
+
+def test_an_invalid_setting_is_exit_2(tmp_path: Path) -> None:
+    result = run("up", "--headless", "--duration", "0", home=tmp_path, env={"KERNOS_API_PORT": "x"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "kernos: error: invalid settings: KERNOS_API_PORT: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'x')"
+    ]
+
+
+def test_an_unreadable_toml_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "kernos.toml").write_text("[broken\n")
+    result = run("init", home=tmp_path)
+    assert result.returncode == 2
+    assert "invalid TOML" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_up_initializes_an_empty_home_and_prints_a_summary(tmp_path: Path) -> None:
+    home = tmp_path / "new-home"
+    result = run("up", "--headless", "--duration", "0.2", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["tenants"] == ["default"]
+    assert summary["schema"] == "0001"
+    assert "kernos.kernel.cli.commands" in summary["plugins_loaded"]
+    assert (home / "kernos.db").exists()
+    assert (home / "logs" / "kernos.log").exists()
+    assert "denied" not in result.stderr.lower()
+    again = run("init", "--json", home=home)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["admin"] == "admin"
+
+
+def test_a_newer_schema_is_refused_with_exit_2(tmp_path: Path) -> None:
+    import sqlite3
+
+    assert run("init", home=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "kernos.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0042'")
+    result = run("up", "--headless", "--duration", "0", home=tmp_path)
+    assert result.returncode == 2
+    assert "schema revision '0042', newer than this Kernos knows" in result.stderr
+
+
+def test_a_broken_essential_plugin_stops_startup(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "broken_policy.py").write_text(
+        "from kernos.kernel.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def on_startup(kernel):\n"
+        "    raise RuntimeError('policy file policy/default.csv is missing')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KERNOS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(
+        pluginmanager,
+        "BUILTIN_PLUGINS",
+        (*pluginmanager.BUILTIN_PLUGINS, Builtin("broken_policy", essential=True)),
+    )
+    monkeypatch.setattr(cli_module.cli, "_registry", None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["up", "--headless", "--duration", "0"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "kernos: error: essential plugin 'broken_policy' failed in on_startup: RuntimeError: "
+        "policy file policy/default.csv is missing; the kernel cannot start without it. "
+        "Reinstall Kernos or fix the plugin."
+    )
+    monkeypatch.setattr(cli_module.cli, "_registry", None)
