@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt \
 	--config-settings editable_mode=strict -e ./edge -e '.[dev]'
 
-.PHONY: run test check install lint typecheck contracts pytest format bench clean
+.PHONY: run test check install lint typecheck contracts pytest format bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Re-pin after a dependency change: resolve without the old pins, then freeze.
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade \
+		--config-settings editable_mode=strict -e ./edge -e '.[dev]'
+	{ echo "# Pinned versions a fresh machine installs (pip install -c constraints.txt ...)."; \
+	  echo "# Regenerate after changing dependencies: make lock. Local packages stay out."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^kernos'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info edge/build edge/*.egg-info

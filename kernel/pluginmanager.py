@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def parse_plugin_list(value: str | None) -> list[str] | None:
+    """Parse a ``KERNOS_LOAD_PLUGINS``-style comma list; ``None`` means no restriction."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
 @dataclass(frozen=True, slots=True)
 class Builtin:
     """A first-party plugin named by module path."""

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from kernos.kernel.errors import ConfigError
+from kernos.kernel.pluginmanager import parse_plugin_list
 
 ENV_PREFIX = "KERNOS_"
 TOML_NAME = "kernos.toml"
@@ -43,13 +44,6 @@ class _TomlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_toml_data.get() or {})
-
-
-def parse_plugin_list(value: str | None) -> list[str] | None:
-    """Parse a ``KERNOS_LOAD_PLUGINS``-style comma list; ``None`` means no restriction."""
-    if value is None:
-        return None
-    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 class Settings(BaseSettings):

@@ -30,8 +30,7 @@ class KernosGroup(click.Group):
     def registry(self) -> dict[str, click.Command | LazyCommand]:
         """Commands by name, collected once from every plugin."""
         if self._registry is None:
-            from kernos.kernel.pluginmanager import PluginManager
-            from kernos.kernel.settings import parse_plugin_list
+            from kernos.kernel.pluginmanager import PluginManager, parse_plugin_list
 
             # The CLI is the edge of the program: it may read the environment directly.
             allowed = parse_plugin_list(os.environ.get("KERNOS_LOAD_PLUGINS"))

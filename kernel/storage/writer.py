@@ -1,10 +1,12 @@
 """The single writer: every kernel write goes through one task that commits in groups.
 
 Callers ``submit`` a job (an async function of a session). The writer takes every job waiting
-in its queue (up to ``max_batch``), runs each inside its own savepoint, and commits them all in
-one transaction: one fsync for many writes. A job that raises rolls back its savepoint alone
-and its caller gets the exception; the others still commit. A caller's ``await`` returns only
-after the commit, so nothing acknowledged is lost in a crash.
+in its queue (up to ``max_batch``), runs them one after another in one transaction and commits
+once: one fsync for many writes. If a job raises, the batch is rolled back and run again with
+a savepoint around each job, so the failing job rolls back alone and its caller gets the
+exception while the others still commit. A job may therefore run more than once before its
+commit: it must only work through the session it is given (no outside side effects). A
+caller's ``await`` returns only after the commit, so nothing acknowledged is lost in a crash.
 """
 
 from __future__ import annotations
@@ -97,15 +99,23 @@ class Writer:
             if item is not _STOP and not item[1].done():
                 item[1].set_exception(StorageError("the kernel's writer stopped"))
 
-    async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
-        started = time.perf_counter()
+    async def _run_batch(
+        self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]], *, isolate: bool
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]] | None:
+        """Run and commit a batch; ``None`` if a job failed and ``isolate`` was off."""
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        span = self._tracer.start_span(names.SPAN_STORAGE_COMMIT) if self._tracer else None
-        try:
-            async with (
-                AsyncSession(self._engine, expire_on_commit=False) as session,
-                session.begin(),
-            ):
+        async with AsyncSession(self._engine, expire_on_commit=False) as session:
+            if not isolate:
+                # One flush for the whole batch lets the ORM batch its INSERTs.
+                try:
+                    async with session.begin():
+                        for job, future in batch:
+                            if not future.cancelled():
+                                outcomes.append((future, True, await job(session)))
+                except Exception:
+                    return None
+                return outcomes
+            async with session.begin():
                 for job, future in batch:
                     if future.cancelled():
                         continue
@@ -116,6 +126,16 @@ class Writer:
                         outcomes.append((future, False, exc))
                     else:
                         outcomes.append((future, True, result))
+        return outcomes
+
+    async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
+        started = time.perf_counter()
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        span = self._tracer.start_span(names.SPAN_STORAGE_COMMIT) if self._tracer else None
+        try:
+            # Fast path without savepoints; on a failure, again with one savepoint per job.
+            first = await self._run_batch(batch, isolate=False)
+            outcomes = first if first is not None else await self._run_batch(batch, isolate=True)
         except Exception as exc:
             log.exception("group commit of %d writes failed", len(batch))
             error = StorageError(f"database write failed: {exc}")
