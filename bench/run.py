@@ -34,7 +34,7 @@ def bench_cli_startup(runs: int = 15) -> list[str]:
     help_s = _time_command([str(BIN / "kernos"), "--help"], runs)
     version_s = _time_command([str(BIN / "kernos"), "--version"], runs)
     return [
-        "## CLI start-up (`bench/run.py`, median of %d)" % runs,
+        f"## CLI start-up (median of {runs})",
         "",
         "| command | median | vs `python -c pass` |",
         "|---|---|---|",
@@ -90,7 +90,8 @@ def bench_group_commit(n: int = 2000, reps: int = 3) -> list[str]:
     seq = statistics.median(results[False])
     par = statistics.median(results[True])
     return [
-        f"## Single writer, group commit (SQLite WAL, synchronous=FULL, {n} inserts, median of {reps})",
+        f"## Single writer, group commit (SQLite WAL, synchronous=FULL, {n} inserts, "
+        f"median of {reps})",
         "",
         "| callers | writes/s | ratio |",
         "|---|---|---|",
@@ -104,8 +105,8 @@ def main() -> None:
     header = [
         "# Benchmark run",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" {platform.platform()}",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.platform()}",
         "",
     ]
     print("\n".join(header + bench_cli_startup() + bench_group_commit()))
