@@ -9,11 +9,15 @@
 * ``kernos_plugin``: register an inline plugin object for one test:
   ``kernos_plugin(MyPlugin())``.
 * ``kernos_kernel``: a started ``Kernel`` on all of the above (needs ``pytest-asyncio``), stopped
-  after the test.
+  after the test. Register inline plugins in a fixture requested *before* it.
 
 Example::
 
-    async def test_my_tool_is_registered(kernos_plugin, kernos_kernel):
+    @pytest.fixture
+    def my_plugin(kernos_plugin):
+        kernos_plugin(MyPlugin())
+
+    async def test_my_tool_is_registered(my_plugin, kernos_kernel):
         assert "greet" in kernos_kernel.catalog.tools
 """
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WriteJob = Callable[[AsyncSession], Awaitable[T]]
 
+Batch = list[tuple[WriteJob[Any], "asyncio.Future[Any]"]]
+Outcomes = list[tuple["asyncio.Future[Any]", bool, Any]]
+
 _STOP = object()
 
 
@@ -99,43 +102,47 @@ class Writer:
             if item is not _STOP and not item[1].done():
                 item[1].set_exception(StorageError("the kernel's writer stopped"))
 
-    async def _run_batch(
-        self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]], *, isolate: bool
-    ) -> list[tuple[asyncio.Future[Any], bool, Any]] | None:
-        """Run and commit a batch; ``None`` if a job failed and ``isolate`` was off."""
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    async def _run_batch(self, batch: Batch) -> Outcomes | None:
+        """Run and commit a batch in one go; ``None`` (rolled back) if anything failed."""
+        outcomes: Outcomes = []
         async with AsyncSession(self._engine, expire_on_commit=False) as session:
-            if not isolate:
-                # One flush for the whole batch lets the ORM batch its INSERTs.
-                try:
-                    async with session.begin():
-                        for job, future in batch:
-                            if not future.cancelled():
-                                outcomes.append((future, True, await job(session)))
-                except Exception:
-                    return None
-                return outcomes
-            async with session.begin():
-                for job, future in batch:
-                    if future.cancelled():
-                        continue
-                    try:
-                        async with session.begin_nested():
-                            result = await job(session)
-                    except Exception as exc:
-                        outcomes.append((future, False, exc))
-                    else:
-                        outcomes.append((future, True, result))
+            # One flush for the whole batch lets the ORM batch its INSERTs.
+            try:
+                async with session.begin():
+                    for job, future in batch:
+                        if not future.cancelled():
+                            outcomes.append((future, True, await job(session)))
+            except Exception:
+                return None
         return outcomes
 
-    async def _commit(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
+    async def _run_isolated(self, batch: Batch) -> Outcomes:
+        """Run a batch with a savepoint per job, so a failing job rolls back alone."""
+        outcomes: Outcomes = []
+        async with (
+            AsyncSession(self._engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            for job, future in batch:
+                if future.cancelled():
+                    continue
+                try:
+                    async with session.begin_nested():
+                        result = await job(session)
+                except Exception as exc:
+                    outcomes.append((future, False, exc))
+                else:
+                    outcomes.append((future, True, result))
+        return outcomes
+
+    async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        outcomes: Outcomes = []
         span = self._tracer.start_span(names.SPAN_STORAGE_COMMIT) if self._tracer else None
         try:
             # Fast path without savepoints; on a failure, again with one savepoint per job.
-            first = await self._run_batch(batch, isolate=False)
-            outcomes = first if first is not None else await self._run_batch(batch, isolate=True)
+            fast = await self._run_batch(batch)
+            outcomes = fast if fast is not None else await self._run_isolated(batch)
         except Exception as exc:
             log.exception("group commit of %d writes failed", len(batch))
             error = StorageError(f"database write failed: {exc}")

@@ -126,3 +126,58 @@ def test_a_broken_essential_plugin_stops_startup(tmp_path: Path, monkeypatch, ca
         "Reinstall Kernos or fix the plugin."
     )
     monkeypatch.setattr(cli_module.cli, "_registry", None)
+
+
+def test_a_raising_optional_plugin_is_skipped_with_its_name(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (tmp_path / "flaky_sensors.py").write_text(
+        "from kernos.kernel.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def register_tools(register):\n"
+        "    raise ConnectionError('MQTT broker at 127.0.0.1:1883 refused the connection')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KERNOS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(
+        pluginmanager,
+        "BUILTIN_PLUGINS",
+        (*pluginmanager.BUILTIN_PLUGINS, Builtin("flaky_sensors")),
+    )
+    monkeypatch.setattr(cli_module.cli, "_registry", None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main(["up", "--headless", "--duration", "0"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert (
+        "kernos: warning: plugin 'flaky_sensors' skipped: failed in register_tools: "
+        "ConnectionError: MQTT broker at 127.0.0.1:1883 refused the connection"
+    ) in captured.err
+    assert "flaky_sensors (failed in register_tools" in captured.out
+    monkeypatch.setattr(cli_module.cli, "_registry", None)
+
+
+def test_sigterm_stops_the_kernel_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env["KERNOS_HOME"] = str(tmp_path)
+    proc = subprocess.Popen(
+        [KERNOS, "up", "--headless", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if " running on " in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert json.loads(out)["tenants"] == ["default"]

@@ -110,3 +110,22 @@ async def test_the_testing_fixture_gives_a_running_kernel(kernos_kernel: Kernel)
     summary = await kernos_kernel.summary()
     assert "kernos.kernel.cli.commands" in summary.plugins_loaded
     assert summary.writes >= 2
+
+
+class Greeter:
+    @hookimpl
+    def register_tools(self, register) -> None:
+        from kernos.kernel.catalog import ToolSpec
+
+        register(ToolSpec(name="greet", description="Greet someone.", func=lambda name: name))
+
+
+@pytest.fixture
+def greeter(kernos_plugin) -> None:
+    kernos_plugin(Greeter(), name="greeter")
+
+
+async def test_inline_plugins_reach_the_fixture_kernel(greeter, kernos_kernel: Kernel) -> None:
+    # What a plugin author writes with the kernos.kernel.testing fixtures (loaded via pytest11).
+    assert kernos_kernel.catalog.tools["greet"].plugin == "greeter"
+    assert kernos_kernel.catalog.tools["greet"].func("Ada") == "Ada"
