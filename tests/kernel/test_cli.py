@@ -101,60 +101,55 @@ def test_a_newer_schema_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert "schema revision '0042', newer than this Kernos knows" in result.stderr
 
 
-def test_a_broken_essential_plugin_stops_startup(tmp_path: Path, monkeypatch, capsys) -> None:
-    (tmp_path / "broken_policy.py").write_text(
-        "from kernos.kernel.hookspecs import hookimpl\n"
-        "@hookimpl\n"
-        "def on_startup(kernel):\n"
-        "    raise RuntimeError('policy file policy/default.csv is missing')\n"
+def _up_with_builtin(tmp_path: Path, monkeypatch, source: str, *, essential: bool) -> int:
+    """Run ``kernos up`` in-process with one more built-in plugin, written from ``source``."""
+    (tmp_path / "extra_builtin.py").write_text(
+        "from kernos.kernel.hookspecs import hookimpl\n@hookimpl\n" + source
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "extra_builtin", raising=False)
     monkeypatch.setenv("KERNOS_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(
         pluginmanager,
         "BUILTIN_PLUGINS",
-        (*pluginmanager.BUILTIN_PLUGINS, Builtin("broken_policy", essential=True)),
+        (*pluginmanager.BUILTIN_PLUGINS, Builtin("extra_builtin", essential=essential)),
     )
+    # The root group caches the commands it collected; make it collect again, and after.
     monkeypatch.setattr(cli_module.cli, "_registry", None)
     with pytest.raises(SystemExit) as exit_info:
         cli_module.main(["up", "--headless", "--duration", "0"])
-    assert exit_info.value.code == 1
+    cli_module.cli._registry = None
+    return int(exit_info.value.code or 0)
+
+
+def test_a_broken_essential_plugin_stops_startup(tmp_path: Path, monkeypatch, capsys) -> None:
+    source = (
+        "def on_startup(kernel):\n"
+        "    raise RuntimeError('policy file policy/default.csv is missing')\n"
+    )
+    assert _up_with_builtin(tmp_path, monkeypatch, source, essential=True) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (
-        "kernos: error: essential plugin 'broken_policy' failed in on_startup: RuntimeError: "
+        "kernos: error: essential plugin 'extra_builtin' failed in on_startup: RuntimeError: "
         "policy file policy/default.csv is missing; the kernel cannot start without it. "
         "Reinstall Kernos or fix the plugin."
     )
-    monkeypatch.setattr(cli_module.cli, "_registry", None)
 
 
 def test_a_raising_optional_plugin_is_skipped_with_its_name(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    (tmp_path / "flaky_sensors.py").write_text(
-        "from kernos.kernel.hookspecs import hookimpl\n"
-        "@hookimpl\n"
+    source = (
         "def register_tools(register):\n"
         "    raise ConnectionError('MQTT broker at 127.0.0.1:1883 refused the connection')\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("KERNOS_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(
-        pluginmanager,
-        "BUILTIN_PLUGINS",
-        (*pluginmanager.BUILTIN_PLUGINS, Builtin("flaky_sensors")),
-    )
-    monkeypatch.setattr(cli_module.cli, "_registry", None)
-    with pytest.raises(SystemExit) as exit_info:
-        cli_module.main(["up", "--headless", "--duration", "0"])
-    assert exit_info.value.code == 0
+    assert _up_with_builtin(tmp_path, monkeypatch, source, essential=False) == 0
     captured = capsys.readouterr()
     assert (
-        "kernos: warning: plugin 'flaky_sensors' skipped: failed in register_tools: "
+        "kernos: warning: plugin 'extra_builtin' skipped: failed in register_tools: "
         "ConnectionError: MQTT broker at 127.0.0.1:1883 refused the connection"
     ) in captured.err
-    assert "flaky_sensors (failed in register_tools" in captured.out
-    monkeypatch.setattr(cli_module.cli, "_registry", None)
+    assert "extra_builtin (failed in register_tools" in captured.out
 
 
 def test_sigterm_stops_the_kernel_cleanly(tmp_path: Path) -> None:
