@@ -15,11 +15,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 
+STAMP := $(VENV)/.kernos-installed
+
+# `make run` installs when the venv is new or the dependencies changed since the last install.
+$(STAMP): pyproject.toml setup.py constraints.txt edge/pyproject.toml edge/setup.py | $(BIN)/python
+	$(INSTALL)
+	@touch $(STAMP)
+
+# `make test` always re-installs: strict editable mode links new modules only on install.
 install: $(BIN)/python
 	$(INSTALL)
+	@touch $(STAMP)
 
-run: $(BIN)/python
-	@[ -f $(VENV)/.kernos-installed ] || { $(INSTALL) && touch $(VENV)/.kernos-installed; }
+run: $(STAMP)
 	$(BIN)/kernos up $(ARGS)
 
 lint: install
@@ -39,7 +47,6 @@ pytest: install
 check: lint typecheck contracts pytest
 
 test: check
-	@touch $(VENV)/.kernos-installed
 
 format: install
 	$(BIN)/ruff check --fix .
