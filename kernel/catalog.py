@@ -45,6 +45,10 @@ class ToolSpec:
     description: str
     func: Callable[..., Any]
     args_schema: type[BaseModel] | None = None
+    requires_approval: bool = False
+    """Ask a human before every call (the policy layer adds rules that decide this too)."""
+    timeout: float | None = None
+    """Seconds a call may take before it fails (default: the kernel's)."""
     plugin: str = ""
 
     def __post_init__(self) -> None:

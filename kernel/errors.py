@@ -76,6 +76,12 @@ class PolicyDenied(KernosError):
     http_status = 403
 
 
+class ApprovalDenied(PolicyDenied):
+    """A human denied the action a syscall proposed."""
+
+    code = "approval_denied"
+
+
 class BudgetExceeded(KernosError):
     """A process or tenant has used up a budget (tokens, tool calls, wall time, cost)."""
 

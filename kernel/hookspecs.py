@@ -45,6 +45,11 @@ def register_agents(register: Callable[[AgentSpec], None]) -> None:
     """Add agents (LangGraph graph factories with metadata): ``register(AgentSpec(...))``."""
 
 
+@hookspec
+def register_pipeline_stages(register: Callable[..., None]) -> None:
+    """Add or replace syscall pipeline stages: ``register(stage, before=|after=|replace=NAME)``."""
+
+
 # -- Lifecycle --------------------------------------------------------------------------------
 
 

@@ -15,11 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from langchain_core.runnables import Runnable, RunnableLambda
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from kernos.kernel import kernos_version
 from kernos.kernel import telemetry as names
 from kernos.kernel.catalog import Catalog
+from kernos.kernel.checkpointer import KernosCheckpointSaver
 from kernos.kernel.clock import Clock, SystemClock
-from kernos.kernel.errors import StorageError
+from kernos.kernel.errors import (
+    BackendUnavailable,
+    EssentialPluginError,
+    KernelUnavailable,
+    StorageError,
+)
+from kernos.kernel.governed import KernelChatModel
 from kernos.kernel.identity import (
     DEFAULT_TENANT,
     LOCAL_ADMIN,
@@ -27,13 +38,30 @@ from kernos.kernel.identity import (
     PrincipalKind,
 )
 from kernos.kernel.pluginmanager import PluginManager
+from kernos.kernel.processes import ProcessManager
 from kernos.kernel.settings import Settings
+from kernos.kernel.stages import (
+    LocalAdminAuthorizer,
+    PlainAuditSink,
+    StageServices,
+    UsageBook,
+    default_stages,
+)
 from kernos.kernel.storage import migrate
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.lease import Lease, lease_for
+from kernos.kernel.storage.models import ProcessRow
+from kernos.kernel.syscalls import AuditSink, Authorizer, Pipeline
 from kernos.kernel.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+
+def _no_backend(_messages: Any) -> Any:
+    raise BackendUnavailable(
+        "no LLM backend is configured: set KERNOS_LLM_BASE_URL and KERNOS_LLM_MODEL "
+        "(any OpenAI-compatible server), or pass llm= to the Kernel"
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,6 +109,7 @@ class Kernel:
         clock: Clock | None = None,
         plugins: PluginManager | None = None,
         telemetry: Telemetry | None = None,
+        llm: Runnable[Any, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -91,6 +120,12 @@ class Kernel:
         self.identity = IdentityStore(self.db, self.clock)
         self.catalog = Catalog()
         self.schema_revision: str | None = None
+        self.usage = UsageBook(self.clock)
+        self.audit_sink: AuditSink = PlainAuditSink(self.clock)
+        self.authorizer: Authorizer = LocalAdminAuthorizer()
+        self.pipeline = Pipeline([])
+        self._llm = llm
+        self._processes: ProcessManager | None = None
         self._lease: Lease = lease_for(settings.db_url)
         self._started_at: datetime | None = None
         self._started_mono = 0.0
@@ -127,8 +162,13 @@ class Kernel:
                     kind=PrincipalKind.PERSON,
                     display_name="Local admin",
                 )
+                self.pipeline = self._build_pipeline()
+                self._processes = ProcessManager(
+                    self, KernosCheckpointSaver(self.db, on_checkpoint=self._on_checkpoint)
+                )
                 self._running = True
                 await self.plugins.startup(self)
+                await self._processes.reattach()
                 self.ready.set()
             except BaseException:
                 await self._teardown()
@@ -146,8 +186,55 @@ class Kernel:
                 f"cannot create KERNOS_HOME {self.settings.home}: {exc.strerror}"
             ) from exc
 
+    def _build_pipeline(self) -> Pipeline:
+        services = StageServices(
+            db=self.db,
+            clock=self.clock,
+            telemetry=self.telemetry,
+            audit=self.audit_sink,
+            usage=self.usage,
+            authorizer=self.authorizer,
+        )
+        pipeline = Pipeline(default_stages(services))
+        for stage, where in self.plugins.pipeline_stages():
+            try:
+                pipeline.insert(stage, **where)
+            except ValueError as exc:
+                raise EssentialPluginError(
+                    f"cannot add pipeline stage {stage.name!r}: {exc}"
+                ) from exc
+        return pipeline
+
+    async def _on_checkpoint(
+        self, session: AsyncSession, config: Any, checkpoint: Any, metadata: Any
+    ) -> None:
+        """Count a root-graph step on its process, in the checkpoint's own transaction."""
+        configurable = config.get("configurable", {})
+        if configurable.get("checkpoint_ns"):
+            return
+        await session.execute(
+            update(ProcessRow)
+            .where(ProcessRow.thread_id == configurable.get("thread_id"))
+            .values(steps=ProcessRow.steps + 1, updated_at=self.clock.now())
+        )
+
+    @property
+    def processes(self) -> ProcessManager:
+        """The process manager (``KernelUnavailable`` before start)."""
+        if self._processes is None:
+            raise KernelUnavailable("the kernel is not running; start it first")
+        return self._processes
+
+    def chat_model(self) -> KernelChatModel:
+        """The governed chat model handed to agents."""
+        inner = self._llm if self._llm is not None else RunnableLambda(_no_backend)
+        name = self.settings.llm_model or ("scripted" if self._llm is not None else "none")
+        return KernelChatModel(inner=inner, model_name=name)
+
     async def stop(self) -> None:
-        """Run ``on_shutdown`` hooks, commit pending writes, release the lease."""
+        """Stop driving processes, run ``on_shutdown`` hooks, commit writes, release the lease."""
+        if self._processes is not None:
+            await self._processes.shutdown()
         if self._running:
             await self.plugins.shutdown(self)
         await self._teardown()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from kernos.kernel.cli.lazy import LazyCommand
     from kernos.kernel.kernel import Kernel
+    from kernos.kernel.syscalls import Stage
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,8 @@ class PluginManager:
             info = self._infos[impl.plugin_name]
             staged: list[Any] = []
 
-            def register(item: Any, _staged: list[Any] = staged) -> None:
-                _staged.append(item)
+            def register(item: Any, _staged: list[Any] = staged, **where: Any) -> None:
+                _staged.append((item, where) if where else item)
 
             try:
                 impl.function(**({"register": register} if "register" in impl.argnames else {}))
@@ -303,6 +304,27 @@ class PluginManager:
         for info in self._infos.values():
             info.commands.clear()
         self._collect("register_commands", add, check)
+        return found
+
+    def pipeline_stages(self) -> list[tuple[Stage, dict[str, str]]]:
+        """Collect the syscall pipeline stages plugins add, with where each goes."""
+        from kernos.kernel.syscalls import Stage
+
+        found: list[tuple[Stage, dict[str, str]]] = []
+
+        def check(item: Any) -> None:
+            stage, where = item if isinstance(item, tuple) else (item, {})
+            if not isinstance(stage, Stage):
+                raise InvalidInput(f"register_pipeline_stages expects a Stage, got {stage!r}")
+            if len(where) != 1 or next(iter(where)) not in ("before", "after", "replace"):
+                raise InvalidInput(
+                    f"stage {stage.name!r} needs exactly one of before=, after=, replace="
+                )
+
+        def add(plugin: str, item: Any) -> None:
+            found.append(item)
+
+        self._collect("register_pipeline_stages", add, check)
         return found
 
     async def startup(self, kernel: Kernel) -> None:

@@ -7,15 +7,20 @@ that migrating an empty database yields exactly these tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -81,3 +86,166 @@ class PrincipalRow(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProcessRow(Base):
+    """One running (or finished) instance of an agent: the process table."""
+
+    __tablename__ = "processes"
+
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    owner: Mapped[str] = mapped_column(String(63))
+    agent: Mapped[str] = mapped_column(String(64))
+    agent_version: Mapped[str] = mapped_column(String(32))
+    parent_pid: Mapped[int | None] = mapped_column(ForeignKey("processes.pid"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    waiting_on: Mapped[str | None] = mapped_column(String(16))
+    pending_signal: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    thread_id: Mapped[str] = mapped_column(String(64), unique=True)
+    correlation_id: Mapped[str] = mapped_column(String(64), index=True)
+    input: Mapped[Any] = mapped_column(JSON)
+    output: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[Any | None] = mapped_column(JSON)
+    budgets: Mapped[Any] = mapped_column(JSON)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SyscallRow(Base):
+    """The syscall journal: intent before a side effect, result after, by deterministic key."""
+
+    __tablename__ = "syscalls"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    pid: Mapped[int] = mapped_column(ForeignKey("processes.pid", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    args: Mapped[Any] = mapped_column(JSON)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[Any | None] = mapped_column(JSON)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApprovalRow(Base):
+    """A question to a human (``human.ask``, or a tool that requires approval), keyed by syscall."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    syscall_key: Mapped[str] = mapped_column(String(400), unique=True)
+    pid: Mapped[int] = mapped_column(ForeignKey("processes.pid", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    question: Mapped[str] = mapped_column(Text)
+    proposed: Mapped[Any | None] = mapped_column(JSON)
+    required_role: Mapped[str | None] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    interrupt_id: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[Any | None] = mapped_column(JSON)
+    decided_by: Mapped[str | None] = mapped_column(String(127))
+    comment: Mapped[str | None] = mapped_column(Text)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """The audit log: append-only. The policy issue adds the hash chain over these rows."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    tenant: Mapped[str] = mapped_column(String(63), index=True)
+    principal: Mapped[str] = mapped_column(String(127))
+    pid: Mapped[int | None] = mapped_column(Integer, index=True)
+    syscall_key: Mapped[str | None] = mapped_column(String(400))
+    event: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(128))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(Text)
+    args: Mapped[Any | None] = mapped_column(JSON)
+    summary: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class TenantUsageRow(Base):
+    """Usage summed per tenant (processes hold their own)."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CheckpointRow(Base):
+    """A LangGraph checkpoint, without the channel values kept in ``checkpoint_blobs``.
+
+    ``checkpoint`` is the saver's serde encoding (its tag in ``type``) of the checkpoint with
+    only small scalar channel values inlined; ``metadata`` is JSON so ``list(filter=...)``
+    can match it in SQL, and ``run_id`` is copied out of it for ``delete_for_runs``.
+    """
+
+    __tablename__ = "checkpoints"
+
+    thread_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(Text, primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    parent_checkpoint_id: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(Text, index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    checkpoint: Mapped[bytes] = mapped_column(LargeBinary)
+    metadata_: Mapped[Any] = mapped_column("metadata", JSON)
+
+
+class CheckpointBlobRow(Base):
+    """One channel's value at one version, shared by every checkpoint that has that version."""
+
+    __tablename__ = "checkpoint_blobs"
+
+    thread_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(Text, primary_key=True)
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CheckpointWriteRow(Base):
+    """A pending write of a task, linked to the checkpoint it runs from."""
+
+    __tablename__ = "checkpoint_writes"
+
+    thread_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    checkpoint_ns: Mapped[str] = mapped_column(Text, primary_key=True)
+    checkpoint_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    task_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    task_path: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(32))
+    blob: Mapped[bytes] = mapped_column(LargeBinary)

@@ -13,6 +13,7 @@ import pytest
 from kernos.kernel import cli as cli_module
 from kernos.kernel import pluginmanager
 from kernos.kernel.pluginmanager import Builtin
+from kernos.kernel.storage import migrate
 
 KERNOS = str(Path(sys.executable).with_name("kernos"))
 
@@ -80,7 +81,7 @@ def test_up_initializes_an_empty_home_and_prints_a_summary(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["tenants"] == ["default"]
-    assert summary["schema"] == "0001"
+    assert summary["schema"] == migrate.head_revision()
     assert "kernos.kernel.cli.commands" in summary["plugins_loaded"]
     assert (home / "kernos.db").exists()
     assert (home / "logs" / "kernos.log").exists()

@@ -1,0 +1,305 @@
+"""Governed LangChain tools and chat models: ordinary LangGraph code, every call a syscall.
+
+The kernel hands an agent's graph factory ``KernelTool``s and a ``KernelChatModel``. When the
+graph calls them, they find their process through LangGraph's run config (the kernel puts a
+``ProcessContext`` under ``configurable["kernos"]``), derive the syscall's deterministic key
+from the LangGraph task running them, and send the call through the kernel's pipeline.
+``ask_human`` does the same for a question to a person.
+
+Syscall keys are ``{pid}/{checkpoint_ns}/{call id}``: the checkpoint namespace names the
+LangGraph task (node and task id), and the call id is the model's tool-call id when there is
+one, otherwise the call's position within this run of the task. Both are the same when a step
+runs again after a crash or an interrupt, which is what makes replay find the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.tools import BaseTool, ToolException
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from kernos.kernel.catalog import ToolSpec
+from kernos.kernel.errors import BudgetExceeded, KernosError, PolicyDenied
+from kernos.kernel.syscalls import ProcessRef, Syscall, SyscallKind, SyscallResult, Usage
+
+if TYPE_CHECKING:
+    from kernos.kernel.syscalls import Pipeline
+
+CONFIG_KEY = "kernos"
+"""Key of the ``ProcessContext`` in a LangGraph run's ``configurable``."""
+
+_SCRATCHPAD = "__pregel_scratchpad"  # langgraph._internal._constants.CONFIG_KEY_SCRATCHPAD
+IDEMPOTENCY_PARAM = "idempotency_key"
+"""A tool function with a parameter of this name receives the syscall key in it."""
+
+_current_syscall: ContextVar[Syscall | None] = ContextVar("kernos_current_syscall", default=None)
+_tool_call_id: ContextVar[str | None] = ContextVar("kernos_tool_call_id", default=None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessContext:
+    """What governed tools and models need to find their process and the pipeline."""
+
+    process: ProcessRef
+    pipeline: Pipeline
+
+
+def current_syscall() -> Syscall | None:
+    """The syscall whose executor is running (tools can read its ``key``), if any."""
+    return _current_syscall.get()
+
+
+def process_context(config: RunnableConfig | None = None) -> ProcessContext:
+    """The ``ProcessContext`` of the LangGraph run calling us; ``KernosError`` outside one."""
+    config = config if config is not None else ensure_config()
+    context = (config.get("configurable") or {}).get(CONFIG_KEY)
+    if not isinstance(context, ProcessContext):
+        raise KernosError(
+            "a governed tool or model was called outside a Kernos process; "
+            "spawn the agent through the kernel (kernos run AGENT)"
+        )
+    return context
+
+
+def syscall_key(config: RunnableConfig, pid: int, *, call_id: str | None = None) -> str:
+    """The deterministic key of a syscall made from the LangGraph task running ``config``."""
+    configurable = config.get("configurable") or {}
+    namespace = configurable.get("checkpoint_ns") or "root"
+    if call_id is None:
+        scratchpad = configurable.get(_SCRATCHPAD)
+        if scratchpad is None:
+            raise KernosError("cannot key a syscall made outside a LangGraph task")
+        # The task execution's own call counter (LangGraph's functional API numbers its
+        # sub-task calls with it too): it restarts with every run of the task and counts in
+        # program order, so a re-run of the same code yields the same keys.
+        call_id = f"#{scratchpad.call_counter()}"
+    return f"{pid}/{namespace}/{call_id}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return message_to_dict(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _args_model(spec: ToolSpec) -> type[BaseModel]:
+    if spec.args_schema is not None:
+        return spec.args_schema
+    params = {
+        name: (
+            param.annotation if param.annotation is not inspect.Parameter.empty else Any,
+            ... if param.default is inspect.Parameter.empty else param.default,
+        )
+        for name, param in inspect.signature(spec.func).parameters.items()
+        if name != IDEMPOTENCY_PARAM and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    }
+    model: type[BaseModel] = create_model(f"{spec.name}_args", **params)  # type: ignore[call-overload]
+    return model
+
+
+class KernelTool(BaseTool):
+    """A plugin's tool, governed: each invocation is a ``tool.call`` syscall.
+
+    Policy denials come back to the model as the tool's error text (it can change course);
+    an exhausted budget stops the process.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # Typed loosely for pydantic: ToolSpec is a plain dataclass, not a model to validate.
+    spec: Any = Field(exclude=True)
+    requires_approval: bool = False
+    timeout: float | None = None
+    handle_tool_error: bool = True
+
+    @classmethod
+    def from_spec(cls, spec: ToolSpec) -> KernelTool:
+        """Wrap a registered ``ToolSpec``."""
+        return cls(
+            name=spec.name,
+            description=spec.description,
+            args_schema=_args_model(spec),
+            spec=spec,
+            requires_approval=spec.requires_approval,
+            timeout=spec.timeout,
+        )
+
+    async def ainvoke(
+        self, input: str | dict[str, Any] | Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
+        """Remember the model's tool-call id (it keys the syscall) and run the tool."""
+        call_id = None
+        if isinstance(input, dict) and input.get("type") == "tool_call":
+            call_id = input.get("id")
+        token = _tool_call_id.set(call_id)
+        try:
+            return await super().ainvoke(input, config, **kwargs)
+        finally:
+            _tool_call_id.reset(token)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Kernos tools are async: use ainvoke / astream")
+
+    async def _arun(self, *args: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+        kwargs.pop("run_manager", None)
+        context = process_context(config)
+        key = syscall_key(config, context.process.pid, call_id=_tool_call_id.get())
+        spec: ToolSpec = self.spec
+        arguments = dict(kwargs)
+
+        async def execute(call: Syscall) -> SyscallResult:
+            token = _current_syscall.set(call)
+            try:
+                call_kwargs = dict(arguments)
+                if IDEMPOTENCY_PARAM in inspect.signature(spec.func).parameters:
+                    call_kwargs[IDEMPOTENCY_PARAM] = call.key
+                if inspect.iscoroutinefunction(spec.func):
+                    value = await spec.func(**call_kwargs)
+                else:
+                    value = await asyncio.to_thread(spec.func, **call_kwargs)
+            finally:
+                _current_syscall.reset(token)
+            return SyscallResult(value=_jsonable(value), usage=Usage(tool_calls=1))
+
+        call = Syscall(
+            key=key,
+            kind=SyscallKind.TOOL_CALL,
+            target=spec.name,
+            args=_jsonable(arguments),
+            process=context.process,
+            executor=execute,
+            requires_approval=self.requires_approval,
+            question=f"Allow {spec.name} with {_jsonable(arguments)}?",
+        )
+        if self.timeout is not None:
+            call.attributes["timeout"] = self.timeout
+        try:
+            result = await context.pipeline.run(call)
+        except BudgetExceeded:
+            raise
+        except PolicyDenied as exc:
+            raise ToolException(f"denied: {exc}") from exc
+        return result.value
+
+
+class KernelChatModel(BaseChatModel):
+    """A chat model, governed: each generation is an ``llm.chat`` syscall.
+
+    ``inner`` is any chat model (or a tool-bound one); the model issue adds the scheduler and
+    backends behind the same syscall.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    inner: Runnable[Any, Any]
+    model_name: str = "default"
+    bound_tools: list[Any] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "kernos"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools on the inner model; models that can't (scripted fakes) ignore them."""
+        try:
+            bind: Callable[..., Runnable[Any, Any]] = self.inner.bind_tools  # type: ignore[attr-defined]
+            extra = {"tool_choice": tool_choice} if tool_choice is not None else {}
+            inner = bind(tools, **extra, **kwargs)
+        except (AttributeError, NotImplementedError):
+            inner = self.inner
+        return self.model_copy(update={"inner": inner, "bound_tools": list(tools)})
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise NotImplementedError("Kernos models are async: use ainvoke / astream")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        config = ensure_config()
+        context = process_context(config)
+        key = syscall_key(config, context.process.pid)
+        inner = self.inner
+
+        async def execute(call: Syscall) -> SyscallResult:
+            reply = await inner.ainvoke(messages, stop=stop, **kwargs)
+            if not isinstance(reply, BaseMessage):
+                reply = AIMessage(content=str(reply))
+            usage = Usage(llm_calls=1)
+            meta = getattr(reply, "usage_metadata", None) or {}
+            usage.input_tokens = int(meta.get("input_tokens", 0))
+            usage.output_tokens = int(meta.get("output_tokens", 0))
+            return SyscallResult(value=message_to_dict(reply), usage=usage)
+
+        call = Syscall(
+            key=key,
+            kind=SyscallKind.LLM_CHAT,
+            target=self.model_name,
+            args={"messages": len(messages)},
+            process=context.process,
+            executor=execute,
+        )
+        result = await context.pipeline.run(call)
+        [message] = messages_from_dict([result.value])
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+async def ask_human(question: str, *, required_role: str | None = None) -> Any:
+    """Ask a person from inside a graph node; returns their answer.
+
+    The process waits (``waiting(human)``) with an approval record until an operator answers;
+    the answer resumes the graph, and this call returns it.
+    """
+    config = ensure_config()
+    context = process_context(config)
+    key = syscall_key(config, context.process.pid)
+
+    async def execute(call: Syscall) -> SyscallResult:
+        return SyscallResult(value=_jsonable(call.attributes.get("answer")))
+
+    call = Syscall(
+        key=key,
+        kind=SyscallKind.HUMAN_ASK,
+        target="human",
+        args={"question": question},
+        process=context.process,
+        executor=execute,
+        question=question,
+        required_role=required_role,
+    )
+    result = await context.pipeline.run(call)
+    return result.value

@@ -1,0 +1,860 @@
+"""Processes: the process table, lifecycle signals, and the runner that drives each graph.
+
+Execution model (ARCHITECTURE §2): each live process is an asyncio task driving its LangGraph
+graph step by step (``astream`` with ``durability="sync"``), so a checkpoint is committed at
+every step boundary. Suspend and kill take effect at the next boundary; resume restarts from
+the last checkpoint — the same path as recovery after a crash. A process whose graph stops on
+an ``interrupt()`` (``human.ask``, a tool that requires approval) waits for a human with its
+approval records; an answer resumes it with ``Command(resume=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.runnables import RunnableConfig
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets
+from kernos.kernel.errors import (
+    BudgetExceeded,
+    Conflict,
+    InvalidInput,
+    KernosError,
+    NotFound,
+)
+from kernos.kernel.governed import CONFIG_KEY, KernelTool, ProcessContext
+from kernos.kernel.identity import Principal, PrincipalKind
+from kernos.kernel.storage.models import ApprovalRow, PrincipalRow, ProcessRow, TenantRow
+from kernos.kernel.syscalls import AuditRecord, ProcessRef, Usage
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from kernos.kernel.kernel import Kernel
+
+log = logging.getLogger(__name__)
+
+
+class ProcessState(StrEnum):
+    """Lifecycle states (``waiting`` carries what it waits on in ``waiting_on``)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUSPENDED = "suspended"
+    DONE = "done"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+TERMINAL = frozenset({ProcessState.DONE, ProcessState.FAILED, ProcessState.KILLED})
+LIVE = frozenset(
+    {ProcessState.PENDING, ProcessState.RUNNING, ProcessState.WAITING, ProcessState.SUSPENDED}
+)
+SETTLED = TERMINAL | {ProcessState.WAITING, ProcessState.SUSPENDED}
+"""States in which a process makes no progress until something outside acts."""
+
+
+class Signal(StrEnum):
+    """What an operator can ask of a process."""
+
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    KILL = "kill"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessInfo:
+    """A process as the kernel reports it."""
+
+    pid: int
+    tenant: str
+    owner: str
+    agent: str
+    agent_version: str
+    parent_pid: int | None
+    state: ProcessState
+    waiting_on: str | None
+    priority: int
+    thread_id: str
+    correlation_id: str
+    input: Any
+    output: Any
+    error: Any
+    budgets: Budgets
+    usage: Usage
+    wall_seconds: float
+    steps: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "pid": self.pid,
+            "tenant": self.tenant,
+            "owner": self.owner,
+            "agent": self.agent,
+            "agent_version": self.agent_version,
+            "parent_pid": self.parent_pid,
+            "state": self.state.value,
+            "waiting_on": self.waiting_on,
+            "priority": self.priority,
+            "thread_id": self.thread_id,
+            "correlation_id": self.correlation_id,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "budgets": _budgets_dict(self.budgets),
+            "usage": {
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+                "tool_calls": self.usage.tool_calls,
+                "llm_calls": self.usage.llm_calls,
+                "cost": self.usage.cost,
+            },
+            "wall_seconds": round(self.wall_seconds, 3),
+            "steps": self.steps,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalInfo:
+    """A pending or decided question to a human."""
+
+    id: str
+    pid: int
+    tenant: str
+    kind: str
+    question: str
+    proposed: Any
+    required_role: str | None
+    status: str
+    answer: Any
+    decided_by: str | None
+    comment: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "tenant": self.tenant,
+            "kind": self.kind,
+            "question": self.question,
+            "proposed": self.proposed,
+            "required_role": self.required_role,
+            "status": self.status,
+            "answer": self.answer,
+            "decided_by": self.decided_by,
+            "comment": self.comment,
+            "created_at": self.created_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+        }
+
+
+def _budgets_dict(budgets: Budgets) -> dict[str, Any]:
+    return {
+        "max_tokens": budgets.max_tokens,
+        "max_tool_calls": budgets.max_tool_calls,
+        "max_wall_seconds": budgets.max_wall_seconds,
+        "max_cost": budgets.max_cost,
+    }
+
+
+def _budgets_from(data: dict[str, Any] | None) -> Budgets:
+    return Budgets(**{k: v for k, v in (data or {}).items() if v is not None})
+
+
+def _info(row: ProcessRow, tenant: str) -> ProcessInfo:
+    return ProcessInfo(
+        pid=row.pid,
+        tenant=tenant,
+        owner=row.owner,
+        agent=row.agent,
+        agent_version=row.agent_version,
+        parent_pid=row.parent_pid,
+        state=ProcessState(row.state),
+        waiting_on=row.waiting_on,
+        priority=row.priority,
+        thread_id=row.thread_id,
+        correlation_id=row.correlation_id,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        budgets=_budgets_from(row.budgets),
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            tool_calls=row.tool_calls,
+            llm_calls=row.llm_calls,
+            cost=row.cost,
+        ),
+        wall_seconds=row.wall_seconds,
+        steps=row.steps,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _jsonable_state(values: Any) -> Any:
+    from kernos.kernel.governed import _jsonable
+
+    return _jsonable(values)
+
+
+@dataclass(slots=True)
+class _Runner:
+    task: asyncio.Task[None]
+    signal: Signal | None = None
+
+
+class ProcessManager:
+    """Spawns, signals, runs and recovers processes of one kernel."""
+
+    def __init__(self, kernel: Kernel, checkpointer: BaseCheckpointSaver[Any]) -> None:
+        self._kernel = kernel
+        self._db = kernel.db
+        self._clock = kernel.clock
+        self._checkpointer = checkpointer
+        self._runners: dict[int, _Runner] = {}
+        self._watch: dict[int, asyncio.Condition] = {}
+        self._graphs: dict[str, Any] = {}
+        self._closing = False
+
+    # -- Spawning -----------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        agent: str,
+        input: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+        parent_pid: int | None = None,
+        priority: int | None = None,
+        budgets: Budgets | None = None,
+        correlation_id: str | None = None,
+    ) -> ProcessInfo:
+        """Commit a new process for ``agent`` and start it; returns it as accepted.
+
+        Raises ``NotFound`` (unknown agent, parent), ``InvalidInput`` (input fails the agent's
+        schema) or ``Conflict`` (parent not live or in another tenant).
+        """
+        spec = self._agent(agent)
+        payload = self._validate_input(spec, input or {})
+        chosen = budgets or spec.budgets
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> ProcessInfo:
+            tenant_id = await session.scalar(
+                select(TenantRow.id).where(TenantRow.name == principal.tenant)
+            )
+            if tenant_id is None:
+                raise NotFound(f"tenant {principal.tenant!r} does not exist")
+            correlation = correlation_id
+            if parent_pid is not None:
+                parent = await session.get(ProcessRow, parent_pid)
+                if parent is None or parent.tenant_id != tenant_id:
+                    raise NotFound(f"no process {parent_pid} in tenant {principal.tenant!r}")
+                if ProcessState(parent.state) not in LIVE:
+                    raise Conflict(f"parent process {parent_pid} is {parent.state}, not live")
+                correlation = correlation or parent.correlation_id
+            row = ProcessRow(
+                tenant_id=tenant_id,
+                owner=principal.name,
+                agent=spec.name,
+                agent_version=spec.version,
+                parent_pid=parent_pid,
+                state=ProcessState.PENDING.value,
+                priority=spec.priority if priority is None else priority,
+                thread_id=str(uuid.uuid4()),
+                correlation_id=correlation or str(uuid.uuid4()),
+                input=payload,
+                budgets=_budgets_dict(chosen),
+                input_tokens=0,
+                output_tokens=0,
+                tool_calls=0,
+                llm_calls=0,
+                cost=0.0,
+                wall_seconds=0.0,
+                steps=0,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            await self._kernel.audit_sink.append(
+                session,
+                AuditRecord(
+                    event="process.spawned",
+                    tenant=principal.tenant,
+                    principal=principal.subject,
+                    pid=row.pid,
+                    target=spec.ref,
+                    correlation_id=row.correlation_id,
+                    summary=f"parent {parent_pid}" if parent_pid else None,
+                ),
+            )
+            return _info(row, principal.tenant)
+
+        info = await self._db.write(job)
+        self._start(info.pid)
+        return info
+
+    def _agent(self, name: str) -> AgentSpec:
+        spec = self._kernel.catalog.agents.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._kernel.catalog.agents)) or "none installed"
+            raise NotFound(f"no agent named {name!r} (agents: {known})")
+        return spec
+
+    @staticmethod
+    def _validate_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise InvalidInput(f"input for agent {spec.name!r} must be a JSON object")
+        if spec.input_schema is None:
+            return data
+        try:
+            return spec.input_schema.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidInput(f"input for agent {spec.name!r} is invalid: {problems}") from None
+
+    # -- Reading ------------------------------------------------------------------------------
+
+    async def get(self, pid: int, *, tenant: str | None = None) -> ProcessInfo:
+        """The process ``pid`` (``NotFound`` if missing or in another tenant than ``tenant``)."""
+        async with self._db.read() as session:
+            found = (
+                await session.execute(
+                    select(ProcessRow, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
+                    .where(ProcessRow.pid == pid)
+                )
+            ).first()
+        if found is None or (tenant is not None and found[1] != tenant):
+            raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
+        return _info(found[0], found[1])
+
+    async def list_processes(
+        self, *, tenant: str | None = None, states: Iterable[ProcessState] | None = None
+    ) -> list[ProcessInfo]:
+        """Processes, newest first, optionally of one tenant and some states."""
+        query = select(ProcessRow, TenantRow.name).join(
+            TenantRow, TenantRow.id == ProcessRow.tenant_id
+        )
+        if tenant is not None:
+            query = query.where(TenantRow.name == tenant)
+        if states is not None:
+            query = query.where(ProcessRow.state.in_([s.value for s in states]))
+        async with self._db.read() as session:
+            rows = (await session.execute(query.order_by(ProcessRow.pid.desc()))).all()
+        return [_info(row, name) for row, name in rows]
+
+    async def wait(
+        self,
+        pid: int,
+        *,
+        timeout: float | None = None,
+        until: frozenset[ProcessState] = TERMINAL,
+    ) -> ProcessInfo:
+        """Wait until the process is in one of ``until`` (default: finished) or ``timeout``.
+
+        Returns the process either way; check its ``state``.
+        """
+        condition = self._watch.setdefault(pid, asyncio.Condition())
+
+        async def settled() -> ProcessInfo:
+            async with condition:
+                while True:
+                    info = await self.get(pid)
+                    if info.state in until:
+                        return info
+                    await condition.wait()
+
+        try:
+            return await asyncio.wait_for(settled(), timeout)
+        except TimeoutError:
+            return await self.get(pid)
+
+    async def _notify(self, pid: int) -> None:
+        condition = self._watch.get(pid)
+        if condition is not None:
+            async with condition:
+                condition.notify_all()
+
+    # -- Signals ------------------------------------------------------------------------------
+
+    async def signal(self, pid: int, signal: Signal, *, tenant: str | None = None) -> ProcessInfo:
+        """Suspend, resume or kill (with its children) a process.
+
+        Raises ``NotFound`` and ``Conflict`` (for example resuming a process that is not
+        suspended).
+        """
+        info = await self.get(pid, tenant=tenant)
+        if signal is Signal.KILL:
+            for victim in await self._descendants(pid):
+                await self._kill_one(victim)
+            await self._kill_one(pid)
+        elif signal is Signal.SUSPEND:
+            if info.state not in LIVE or info.state is ProcessState.SUSPENDED:
+                raise Conflict(f"process {pid} is {info.state}; only a live process can suspend")
+            runner = self._runners.get(pid)
+            if runner is not None:
+                runner.signal = Signal.SUSPEND
+            else:
+                await self._set_state(pid, ProcessState.SUSPENDED, waiting_on=info.waiting_on)
+        else:
+            if info.state is not ProcessState.SUSPENDED:
+                raise Conflict(f"process {pid} is {info.state}, not suspended; nothing to resume")
+            await self._set_state(pid, ProcessState.PENDING, waiting_on=None)
+            self._start(pid)
+        return await self.get(pid)
+
+    async def _descendants(self, pid: int) -> list[int]:
+        found: list[int] = []
+        frontier = [pid]
+        async with self._db.read() as session:
+            while frontier:
+                children = list(
+                    await session.scalars(
+                        select(ProcessRow.pid).where(ProcessRow.parent_pid.in_(frontier))
+                    )
+                )
+                found.extend(children)
+                frontier = children
+        return list(reversed(found))
+
+    async def _kill_one(self, pid: int) -> None:
+        info = await self.get(pid)
+        if info.state in TERMINAL:
+            return
+        runner = self._runners.get(pid)
+        if runner is not None and not runner.task.done():
+            runner.signal = Signal.KILL
+            return
+        await self._finish(pid, ProcessState.KILLED, error={"code": "killed", "message": "killed"})
+
+    # -- Approvals ----------------------------------------------------------------------------
+
+    async def approvals(
+        self, *, tenant: str | None = None, status: str | None = "pending"
+    ) -> list[ApprovalInfo]:
+        """Approvals, oldest first, of one tenant and status (``None``: any status)."""
+        query = select(ApprovalRow, TenantRow.name).join(
+            TenantRow, TenantRow.id == ApprovalRow.tenant_id
+        )
+        if tenant is not None:
+            query = query.where(TenantRow.name == tenant)
+        if status is not None:
+            query = query.where(ApprovalRow.status == status)
+        async with self._db.read() as session:
+            rows = (await session.execute(query.order_by(ApprovalRow.created_at))).all()
+        return [_approval(row, name) for row, name in rows]
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        approved: bool,
+        by: Principal,
+        value: Any = None,
+        comment: str | None = None,
+    ) -> ApprovalInfo:
+        """Answer an approval and resume its process (unless it is suspended).
+
+        Raises ``NotFound`` (unknown, or another tenant's) and ``Conflict`` (already decided).
+        """
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> tuple[ApprovalInfo, int]:
+            found = (
+                await session.execute(
+                    select(ApprovalRow, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == ApprovalRow.tenant_id)
+                    .where(ApprovalRow.id == approval_id)
+                )
+            ).first()
+            if found is None or found[1] != by.tenant:
+                raise NotFound(f"no approval {approval_id!r} in tenant {by.tenant!r}")
+            row, tenant = found
+            if row.status != "pending":
+                raise Conflict(f"approval {approval_id} was already {row.status}")
+            row.status = "approved" if approved else "denied"
+            row.answer = {
+                "approved": approved,
+                "value": value,
+                "comment": comment,
+                "by": by.subject,
+            }
+            row.decided_by = by.subject
+            row.comment = comment
+            row.decided_at = now
+            await self._kernel.audit_sink.append(
+                session,
+                AuditRecord(
+                    event="approval.decided",
+                    tenant=tenant,
+                    principal=by.subject,
+                    pid=row.pid,
+                    syscall_key=row.syscall_key,
+                    decision="approve" if approved else "deny",
+                    summary=comment,
+                ),
+            )
+            return _approval(row, tenant), row.pid
+
+        info, pid = await self._db.write(job)
+        if pid not in self._runners and await self._set_state(
+            pid,
+            ProcessState.PENDING,
+            waiting_on=None,
+            expect=frozenset({ProcessState.WAITING}),
+        ):
+            self._start(pid)  # a suspended process keeps the answer until it is resumed
+        return info
+
+    async def _undelivered_answers(self, pid: int) -> dict[str, Any]:
+        async with self._db.read() as session:
+            rows = await session.scalars(
+                select(ApprovalRow).where(
+                    ApprovalRow.pid == pid,
+                    ApprovalRow.status != "pending",
+                    ApprovalRow.delivered_at.is_(None),
+                    ApprovalRow.interrupt_id.is_not(None),
+                )
+            )
+            return {row.interrupt_id: row.answer for row in rows if row.interrupt_id}
+
+    # -- Running ------------------------------------------------------------------------------
+
+    def _start(self, pid: int) -> None:
+        if self._closing or pid in self._runners:
+            return
+        task = asyncio.create_task(self._drive(pid), name=f"kernos-process-{pid}")
+        self._runners[pid] = _Runner(task=task)
+
+    async def reattach(self) -> int:
+        """Start every process the table says is live and able to make progress."""
+        started = 0
+        for info in await self.list_processes(states=LIVE):
+            if info.state in (ProcessState.PENDING, ProcessState.RUNNING) or (
+                info.state is ProcessState.WAITING and await self._undelivered_answers(info.pid)
+            ):
+                self._start(info.pid)
+                started += 1
+        return started
+
+    async def shutdown(self) -> None:
+        """Stop driving processes; they stay live in the table and resume on next start."""
+        self._closing = True
+        tasks = [r.task for r in self._runners.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runners.clear()
+
+    def _graph(self, spec: AgentSpec) -> Any:
+        graph = self._graphs.get(spec.ref)
+        if graph is None:
+            missing = [name for name in spec.tools if name not in self._kernel.catalog.tools]
+            if missing:
+                raise NotFound(
+                    f"agent {spec.ref} needs tools that are not installed: {', '.join(missing)}"
+                )
+            tools = [KernelTool.from_spec(self._kernel.catalog.tools[name]) for name in spec.tools]
+            model = self._kernel.chat_model()
+            built = spec.build(AgentBuild(tools=list(tools), model=model))
+            graph = built.copy(update={"checkpointer": self._checkpointer})
+            self._graphs[spec.ref] = graph
+        return graph
+
+    async def _process_ref(self, info: ProcessInfo) -> ProcessRef:
+        parent_owner = None
+        if info.parent_pid is not None:
+            parent = await self.get(info.parent_pid)
+            parent_owner = await self._principal(parent.tenant, parent.owner)
+        return ProcessRef(
+            pid=info.pid,
+            tenant=info.tenant,
+            owner=await self._principal(info.tenant, info.owner),
+            agent=info.agent,
+            parent_pid=info.parent_pid,
+            parent_owner=parent_owner,
+            correlation_id=info.correlation_id,
+            budgets=info.budgets,
+        )
+
+    async def _principal(self, tenant: str, name: str) -> Principal:
+        async with self._db.read() as session:
+            kind = await session.scalar(
+                select(PrincipalRow.kind)
+                .join(TenantRow, TenantRow.id == PrincipalRow.tenant_id)
+                .where(TenantRow.name == tenant, PrincipalRow.name == name)
+            )
+        return Principal(tenant=tenant, name=name, kind=PrincipalKind(kind or "service"))
+
+    async def _drive(self, pid: int) -> None:
+        """Run the process until it finishes, waits, or a signal stops it at a step boundary."""
+        usage_book = self._kernel.usage
+        outcome: tuple[ProcessState, dict[str, Any]]
+        try:
+            outcome = await self._run_graph(pid)
+        except asyncio.CancelledError:
+            # Kernel shutdown: the process stays live in the table and resumes on next start.
+            usage_book.stop_clock(pid)
+            self._runners.pop(pid, None)
+            raise
+        except KernosError as exc:
+            outcome = (ProcessState.FAILED, {"error": {"code": exc.code, "message": str(exc)}})
+        except Exception as exc:
+            log.exception("process %s failed", pid, extra={"pid": pid})
+            message = str(exc) or type(exc).__name__
+            outcome = (
+                ProcessState.FAILED,
+                {"error": {"code": type(exc).__name__, "message": message}},
+            )
+        wall = usage_book.stop_clock(pid)
+        usage_book.forget(pid)
+        # From here on, signals take the no-runner path; one that arrived during the run's
+        # last step still counts.
+        runner = self._runners.pop(pid, None)
+        late = runner.signal if runner is not None else None
+        state, details = outcome
+        if late is Signal.KILL and state not in TERMINAL:
+            state, details = ProcessState.KILLED, {"error": {"code": "killed", "message": "killed"}}
+        elif late is Signal.SUSPEND and state not in TERMINAL:
+            state, details = ProcessState.SUSPENDED, {}
+        await self._save_wall(pid, wall)
+        if state in TERMINAL:
+            await self._finish(pid, state, output=details.get("output"), error=details.get("error"))
+            return
+        waiting_on = "human" if state is ProcessState.WAITING else None
+        changed = await self._set_state(
+            pid, state, waiting_on=waiting_on, expect=frozenset({ProcessState.RUNNING})
+        )
+        if changed and state is ProcessState.WAITING and await self._undelivered_answers(pid):
+            self._start(pid)  # answered while this run was still going: go on at once
+
+    async def _run_graph(self, pid: int) -> tuple[ProcessState, dict[str, Any]]:
+        usage_book = self._kernel.usage
+        info = await self.get(pid)
+        spec = self._agent(info.agent)
+        ref = await self._process_ref(info)
+        graph = self._graph(spec)
+        config: RunnableConfig = {
+            "configurable": {
+                "thread_id": info.thread_id,
+                CONFIG_KEY: ProcessContext(process=ref, pipeline=self._kernel.pipeline),
+            },
+            "recursion_limit": 1000,
+        }
+        answers = await self._undelivered_answers(pid)
+        if answers:
+            from langgraph.types import Command
+
+            stream_input: Any = Command(resume=answers)
+        elif await self._checkpointer.aget_tuple(config) is not None:
+            stream_input = None  # resume from the last checkpoint (the recovery path)
+        else:
+            stream_input = info.input
+        usage_book.load(pid, info.usage, info.wall_seconds)
+        await self._set_state(pid, ProcessState.RUNNING, waiting_on=None)
+        usage_book.start_clock(pid)
+        stopped_by: Signal | None = None
+        async for _update in graph.astream(
+            stream_input, config, stream_mode="updates", durability="sync"
+        ):
+            runner = self._runners.get(pid)
+            if runner is not None and runner.signal is not None:
+                stopped_by = runner.signal
+                runner.signal = None
+                break
+            self._check_wall_budget(pid, info.budgets)
+        if answers:
+            await self._mark_delivered(pid, list(answers))
+        if stopped_by is Signal.KILL:
+            return ProcessState.KILLED, {"error": {"code": "killed", "message": "killed"}}
+        if stopped_by is Signal.SUSPEND:
+            return ProcessState.SUSPENDED, {}
+        snapshot = await graph.aget_state(config)
+        if snapshot.interrupts:
+            await self._record_interrupts(pid, snapshot.interrupts)
+            return ProcessState.WAITING, {}
+        return ProcessState.DONE, {"output": _jsonable_state(snapshot.values)}
+
+    def _check_wall_budget(self, pid: int, budgets: Budgets) -> None:
+        if budgets.max_wall_seconds is None:
+            return
+        wall = self._kernel.usage.wall_seconds(pid)
+        if wall >= budgets.max_wall_seconds:
+            raise BudgetExceeded(
+                f"process {pid} exceeded its budget: ran {wall:.1f} s of "
+                f"{budgets.max_wall_seconds:.1f} s"
+            )
+
+    async def _record_interrupts(self, pid: int, interrupts: Iterable[Any]) -> None:
+        ids = {
+            str(i.value.get("approval_id")): i.id
+            for i in interrupts
+            if isinstance(i.value, dict) and i.value.get("approval_id")
+        }
+
+        async def job(session: AsyncSession) -> None:
+            for approval_id, interrupt_id in ids.items():
+                row = await session.get(ApprovalRow, approval_id)
+                if row is not None and row.pid == pid:
+                    row.interrupt_id = interrupt_id
+
+        if ids:
+            await self._db.write(job)
+
+    async def _mark_delivered(self, pid: int, interrupt_ids: list[str]) -> None:
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> None:
+            rows = await session.scalars(
+                select(ApprovalRow).where(
+                    ApprovalRow.pid == pid, ApprovalRow.interrupt_id.in_(interrupt_ids)
+                )
+            )
+            for row in rows:
+                row.delivered_at = now
+
+        await self._db.write(job)
+
+    async def _save_wall(self, pid: int, wall: float) -> None:
+        async def job(session: AsyncSession) -> None:
+            row = await session.get(ProcessRow, pid)
+            if row is not None:
+                row.wall_seconds = wall
+
+        try:
+            await self._db.write(job)
+        except KernosError:
+            log.warning("could not record wall time of process %s", pid)
+
+    async def _set_state(
+        self,
+        pid: int,
+        state: ProcessState,
+        *,
+        waiting_on: str | None,
+        expect: frozenset[ProcessState] = LIVE,
+    ) -> bool:
+        """Move a process to ``state`` if it is in one of ``expect``; returns whether it moved.
+
+        Finished processes never move again (a late signal cannot revive one).
+        """
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> bool:
+            row = await session.get(ProcessRow, pid)
+            if row is None:
+                raise NotFound(f"no process {pid}")
+            if ProcessState(row.state) not in expect:
+                return False
+            row.state = state.value
+            row.waiting_on = waiting_on
+            row.updated_at = now
+            return True
+
+        changed = await self._db.write(job)
+        await self._notify(pid)
+        return changed
+
+    async def _finish(
+        self,
+        pid: int,
+        state: ProcessState,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> None:
+            found = (
+                await session.execute(
+                    select(ProcessRow, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
+                    .where(ProcessRow.pid == pid)
+                )
+            ).first()
+            if found is None:
+                return
+            row, tenant = found
+            if ProcessState(row.state) in TERMINAL:
+                return
+            row.state = state.value
+            row.waiting_on = None
+            row.output = output
+            row.error = error
+            row.updated_at = now
+            row.finished_at = now
+            await self._kernel.audit_sink.append(
+                session,
+                AuditRecord(
+                    event=f"process.{state.value}",
+                    tenant=tenant,
+                    principal=f"{tenant}/{row.owner}",
+                    pid=pid,
+                    target=f"{row.agent}@{row.agent_version}",
+                    correlation_id=row.correlation_id,
+                    summary=None
+                    if error is None
+                    else f"{error.get('code')}: {error.get('message')}",
+                ),
+            )
+
+        await self._db.write(job)
+        await self._notify(pid)
+
+
+def _approval(row: ApprovalRow, tenant: str) -> ApprovalInfo:
+    return ApprovalInfo(
+        id=row.id,
+        pid=row.pid,
+        tenant=tenant,
+        kind=row.kind,
+        question=row.question,
+        proposed=row.proposed,
+        required_role=row.required_role,
+        status=row.status,
+        answer=row.answer,
+        decided_by=row.decided_by,
+        comment=row.comment,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+    )
+
+
+__all__ = [
+    "LIVE",
+    "SETTLED",
+    "TERMINAL",
+    "ApprovalInfo",
+    "ProcessInfo",
+    "ProcessManager",
+    "ProcessState",
+    "Signal",
+]

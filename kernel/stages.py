@@ -1,0 +1,671 @@
+"""The built-in stages of the syscall pipeline and their default collaborators.
+
+Until the policy layer plugs in Casbin and the hash-chained audit log, the kernel runs with
+``LocalAdminAuthorizer`` (only the local admin principal may act; there is no allow-all mode)
+and ``PlainAuditSink`` (an append-only table without hashes). Both sit behind their final
+interfaces (``Authorizer``, ``AuditSink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernos.kernel import telemetry as names
+from kernos.kernel.clock import Clock
+from kernos.kernel.errors import ApprovalDenied, BudgetExceeded, KernosError, PolicyDenied
+from kernos.kernel.identity import DEFAULT_TENANT, LOCAL_ADMIN
+from kernos.kernel.storage.database import Database
+from kernos.kernel.storage.models import (
+    ApprovalRow,
+    AuditRow,
+    ProcessRow,
+    SyscallRow,
+    TenantRow,
+    TenantUsageRow,
+)
+from kernos.kernel.syscalls import (
+    AuditRecord,
+    AuditSink,
+    Authorizer,
+    AuthRequest,
+    Decision,
+    Proceed,
+    Stage,
+    Syscall,
+    SyscallKind,
+    SyscallResult,
+    Usage,
+)
+from kernos.kernel.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+# -- Default collaborators ----------------------------------------------------------------
+
+
+class LocalAdminAuthorizer(Authorizer):
+    """Allows the local admin principal of the default tenant and nobody else."""
+
+    async def authorize(self, request: AuthRequest) -> Decision:
+        principal = request.principal
+        if principal.tenant == DEFAULT_TENANT and principal.name == LOCAL_ADMIN:
+            return Decision(allowed=True, rule="local-admin")
+        return Decision(
+            allowed=False,
+            rule="deny-by-default: only the local admin may act until a policy is installed",
+        )
+
+
+class PlainAuditSink(AuditSink):
+    """Appends audit records to the ``audit_log`` table (no hash chain)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def append(self, session: AsyncSession, record: AuditRecord) -> None:
+        session.add(
+            AuditRow(
+                ts=self._clock.now(),
+                tenant=record.tenant,
+                principal=record.principal,
+                pid=record.pid,
+                syscall_key=record.syscall_key,
+                event=record.event,
+                kind=record.kind,
+                target=record.target,
+                decision=record.decision,
+                rule=record.rule,
+                args=record.args,
+                summary=record.summary,
+                trace_id=record.trace_id,
+                correlation_id=record.correlation_id,
+            )
+        )
+
+
+@dataclass(slots=True)
+class _Account:
+    used: Usage = field(default_factory=Usage)
+    reserved_tool_calls: int = 0
+    wall_base: float = 0.0
+    running_since: float | None = None
+
+
+class UsageBook:
+    """In-memory mirror of each live process's usage, for budget checks without a query.
+
+    The database is the truth (charged in the journal's result transaction); the book is
+    loaded from it when a process (re)starts and updated after each commit.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._accounts: dict[int, _Account] = {}
+
+    def load(self, pid: int, used: Usage, wall_seconds: float) -> None:
+        """Start tracking ``pid`` with what the database says it used."""
+        self._accounts[pid] = _Account(used=used, wall_base=wall_seconds)
+
+    def forget(self, pid: int) -> None:
+        """Stop tracking ``pid``."""
+        self._accounts.pop(pid, None)
+
+    def _get(self, pid: int) -> _Account:
+        return self._accounts.setdefault(pid, _Account())
+
+    def used(self, pid: int) -> Usage:
+        """What ``pid`` has been charged so far."""
+        return self._get(pid).used
+
+    def charge(self, pid: int, usage: Usage) -> None:
+        """Record a committed charge."""
+        self._get(pid).used.add(usage)
+
+    def reserve_tool_call(self, pid: int) -> int:
+        """Reserve one tool call; returns calls used plus reserved before this one."""
+        account = self._get(pid)
+        before = account.used.tool_calls + account.reserved_tool_calls
+        account.reserved_tool_calls += 1
+        return before
+
+    def release_tool_call(self, pid: int) -> None:
+        """Give back a reservation (the call was charged, failed or refused)."""
+        account = self._get(pid)
+        account.reserved_tool_calls = max(0, account.reserved_tool_calls - 1)
+
+    def start_clock(self, pid: int) -> None:
+        """The process started running: its wall time runs."""
+        self._get(pid).running_since = self._clock.monotonic()
+
+    def stop_clock(self, pid: int) -> float:
+        """The process stopped running; returns its total wall seconds."""
+        account = self._get(pid)
+        if account.running_since is not None:
+            account.wall_base += self._clock.monotonic() - account.running_since
+            account.running_since = None
+        return account.wall_base
+
+    def wall_seconds(self, pid: int) -> float:
+        """Total wall seconds ``pid`` has run, including the current run."""
+        account = self._get(pid)
+        running = 0.0
+        if account.running_since is not None:
+            running = self._clock.monotonic() - account.running_since
+        return account.wall_base + running
+
+
+@dataclass(slots=True, kw_only=True)
+class StageServices:
+    """What the built-in stages need from the kernel."""
+
+    db: Database
+    clock: Clock
+    telemetry: Telemetry
+    audit: AuditSink
+    usage: UsageBook
+    authorizer: Authorizer
+
+
+def _trace_id(span: Any) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.trace_id else None
+
+
+def _summary(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _record(call: Syscall, event: str, **fields: Any) -> AuditRecord:
+    return AuditRecord(
+        event=event,
+        tenant=call.process.tenant,
+        principal=call.process.owner.subject,
+        pid=call.process.pid,
+        syscall_key=call.key,
+        kind=call.kind.value,
+        target=call.target,
+        trace_id=call.trace_id,
+        correlation_id=call.process.correlation_id,
+        **fields,
+    )
+
+
+# -- Stages -------------------------------------------------------------------------------
+
+
+class TraceStage(Stage):
+    """Opens the syscall span first, so everything after it carries the trace id."""
+
+    name = "trace"
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._duration = telemetry.instrument(names.SYSCALL_DURATION)
+        self._count = telemetry.instrument(names.SYSCALLS)
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        span_name = names.span_name(names.SPAN_SYSCALL, **{names.ATTR_SYSCALL_KIND: call.kind})
+        started = time.perf_counter()
+        outcome = "ok"
+        with self._telemetry.tracer.start_as_current_span(span_name) as span:
+            span.set_attribute(names.ATTR_SYSCALL_KIND, call.kind.value)
+            span.set_attribute(names.ATTR_PID, call.process.pid)
+            span.set_attribute(names.ATTR_TENANT, call.process.tenant)
+            span.set_attribute(names.ATTR_AGENT, call.process.agent)
+            call.trace_id = _trace_id(span)
+            try:
+                result = await proceed(call)
+                if result.replayed:
+                    outcome = "replayed"
+                return result
+            except PolicyDenied:
+                outcome = "denied"
+                raise
+            except BudgetExceeded:
+                outcome = "denied"
+                raise
+            except KernosError:
+                outcome = "failed"
+                raise
+            except Exception as exc:
+                # LangGraph's interrupt is an exception too; it is not a failure.
+                outcome = "interrupted" if _is_interrupt(exc) else "failed"
+                raise
+            finally:
+                attrs = {names.ATTR_SYSCALL_KIND: call.kind.value, "outcome": outcome}
+                self._duration.record(time.perf_counter() - started, attrs)
+                self._count.add(1, attrs)
+                span.set_attribute("kernos.outcome", outcome)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    from langgraph.errors import GraphBubbleUp
+
+    return isinstance(exc, GraphBubbleUp)
+
+
+class ReplayStage(Stage):
+    """Returns the journalled result of a syscall that already completed under this key."""
+
+    name = "replay"
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        async with self._db.read() as session:
+            row = await session.get(SyscallRow, call.key)
+            done = None if row is None or row.status != "done" else row
+        if done is None:
+            return await proceed(call)
+        if call.interrupts:
+            # Keep LangGraph's interrupt indexes aligned within the task: the answer to this
+            # interrupt is among the task's resume values, so this returns at once.
+            from langgraph.types import interrupt
+
+            interrupt({"syscall_key": call.key, "replay": True})
+        usage = Usage(
+            input_tokens=done.input_tokens,
+            output_tokens=done.output_tokens,
+            cost=done.cost,
+            tool_calls=1 if call.kind is SyscallKind.TOOL_CALL else 0,
+            llm_calls=1 if call.kind is SyscallKind.LLM_CHAT else 0,
+        )
+        return SyscallResult(value=done.result, usage=usage, replayed=True)
+
+
+_OBJECTS: dict[SyscallKind, tuple[str, str]] = {
+    SyscallKind.TOOL_CALL: ("tool", "call"),
+    SyscallKind.LLM_CHAT: ("model", "call"),
+    SyscallKind.HUMAN_ASK: ("approval", "write"),
+    SyscallKind.MEMORY_SEARCH: ("memory", "read"),
+    SyscallKind.MEMORY_PUT: ("memory", "write"),
+    SyscallKind.MEMORY_FORGET: ("memory", "write"),
+    SyscallKind.PROCESS_SPAWN: ("agent", "spawn"),
+    SyscallKind.EVENT_EMIT: ("event", "write"),
+}
+
+
+def auth_request(call: Syscall) -> AuthRequest:
+    """The authorization question a syscall asks (object ``tool:NAME`` etc., action)."""
+    prefix, action = _OBJECTS[call.kind]
+    return AuthRequest(
+        principal=call.process.owner,
+        tenant=call.process.tenant,
+        obj=f"{prefix}:{call.target}",
+        action=action,
+        pid=call.process.pid,
+        agent=call.process.agent,
+        parent_owner=call.process.parent_owner,
+        args=call.args,
+    )
+
+
+class AuthorizeStage(Stage):
+    """Asks the authorizer; a denial is audited and raised as ``PolicyDenied``."""
+
+    name = "authorize"
+
+    def __init__(self, services: StageServices) -> None:
+        self._s = services
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        request = auth_request(call)
+        decision = await self._s.authorizer.authorize(request)
+        if decision.allowed:
+            call.attributes["rule"] = decision.rule
+            return await proceed(call)
+
+        async def audit_denial(session: AsyncSession) -> None:
+            await self._s.audit.append(
+                session,
+                _record(
+                    call, "syscall.denied", decision="deny", rule=decision.rule, args=call.args
+                ),
+            )
+
+        await self._s.db.write(audit_denial)
+        raise PolicyDenied(
+            f"{request.principal.subject} may not {request.action} {request.obj} "
+            f"(process {call.process.pid}, rule: {decision.rule})"
+        )
+
+
+class BudgetStage(Stage):
+    """Refuses a call once the process's budget is spent (audited ``BudgetExceeded``)."""
+
+    name = "budget"
+
+    def __init__(self, services: StageServices) -> None:
+        self._s = services
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        pid = call.process.pid
+        budgets = call.process.budgets
+        used = self._s.usage.used(pid)
+        problem: tuple[str, str] | None = None
+        if budgets.max_tokens is not None and used.tokens >= budgets.max_tokens:
+            problem = ("max_tokens", f"used {used.tokens} of {budgets.max_tokens} tokens")
+        elif budgets.max_cost is not None and used.cost >= budgets.max_cost:
+            problem = ("max_cost", f"spent {used.cost:.4f} of {budgets.max_cost:.4f}")
+        elif budgets.max_wall_seconds is not None:
+            wall = self._s.usage.wall_seconds(pid)
+            if wall >= budgets.max_wall_seconds:
+                problem = (
+                    "max_wall_seconds",
+                    f"ran {wall:.1f} s of {budgets.max_wall_seconds:.1f} s",
+                )
+        reserved = False
+        if problem is None and call.kind is SyscallKind.TOOL_CALL:
+            before = self._s.usage.reserve_tool_call(pid)
+            reserved = True
+            if budgets.max_tool_calls is not None and before >= budgets.max_tool_calls:
+                problem = (
+                    "max_tool_calls",
+                    f"used {before} of {budgets.max_tool_calls} tool calls",
+                )
+        if problem is not None:
+            if reserved:
+                self._s.usage.release_tool_call(pid)
+            rule, detail = problem
+
+            async def audit_exceeded(session: AsyncSession) -> None:
+                await self._s.audit.append(
+                    session,
+                    _record(call, "syscall.denied", decision="deny", rule=f"budget:{rule}"),
+                )
+
+            await self._s.db.write(audit_exceeded)
+            raise BudgetExceeded(f"process {pid} exceeded its budget: {detail}")
+        try:
+            return await proceed(call)
+        finally:
+            if reserved:
+                self._s.usage.release_tool_call(pid)
+
+
+class ApprovalStage(Stage):
+    """``human.ask`` and tools that require approval wait for a human through ``interrupt()``."""
+
+    name = "approval"
+
+    def __init__(self, services: StageServices) -> None:
+        self._s = services
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        if not call.interrupts:
+            return await proceed(call)
+        from langgraph.types import interrupt
+
+        approval_id = await self._ensure_approval(call)
+        answer = interrupt(
+            {
+                "approval_id": approval_id,
+                "syscall_key": call.key,
+                "kind": call.kind.value,
+                "question": call.question,
+                "proposed": None if call.kind is SyscallKind.HUMAN_ASK else _proposal(call),
+                "required_role": call.required_role,
+            }
+        )
+        call.attributes["answer"] = answer
+        if call.kind is not SyscallKind.HUMAN_ASK and not _approved(answer):
+            comment = answer.get("comment") if isinstance(answer, dict) else None
+            by = answer.get("by") if isinstance(answer, dict) else None
+            raise ApprovalDenied(
+                f"{call.target} was not approved"
+                + (f" by {by}" if by else "")
+                + (f": {comment}" if comment else "")
+            )
+        return await proceed(call)
+
+    async def _ensure_approval(self, call: Syscall) -> str:
+        async def job(session: AsyncSession) -> str:
+            existing = await session.scalar(
+                select(ApprovalRow.id).where(ApprovalRow.syscall_key == call.key)
+            )
+            if existing is not None:
+                return existing
+            tenant_id = await session.scalar(
+                select(TenantRow.id).where(TenantRow.name == call.process.tenant)
+            )
+            approval_id = str(uuid.uuid4())
+            session.add(
+                ApprovalRow(
+                    id=approval_id,
+                    syscall_key=call.key,
+                    pid=call.process.pid,
+                    tenant_id=tenant_id,
+                    kind=call.kind.value,
+                    question=call.question or f"Allow {call.target}?",
+                    proposed=None if call.kind is SyscallKind.HUMAN_ASK else _proposal(call),
+                    required_role=call.required_role,
+                    status="pending",
+                    created_at=self._s.clock.now(),
+                )
+            )
+            await self._s.audit.append(
+                session, _record(call, "approval.requested", summary=call.question)
+            )
+            return approval_id
+
+        return await self._s.db.write(job)
+
+
+def _proposal(call: Syscall) -> dict[str, Any]:
+    return {"tool": call.target, "args": call.args}
+
+
+def _approved(answer: Any) -> bool:
+    return bool(answer.get("approved")) if isinstance(answer, dict) else bool(answer)
+
+
+class JournalStage(Stage):
+    """Commits intent before the effect and result (with audit and usage) before returning."""
+
+    name = "journal"
+
+    def __init__(self, services: StageServices) -> None:
+        self._s = services
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        await self._s.db.write(self._intent_job(call))
+        try:
+            result = await proceed(call)
+        except Exception as exc:
+            if _is_interrupt(exc):
+                raise
+            await self._s.db.write(self._failure_job(call, exc))
+            raise
+        charged = await self._s.db.write(self._result_job(call, result))
+        if charged:
+            self._s.usage.charge(call.process.pid, result.usage)
+        return result
+
+    def _intent_job(self, call: Syscall) -> Callable[[AsyncSession], Awaitable[None]]:
+        async def job(session: AsyncSession) -> None:
+            row = await session.get(SyscallRow, call.key)
+            if row is not None:
+                # Interrupted mid-effect before: run again under the same key (the receiving
+                # system deduplicates), without a second intent record.
+                row.attempts += 1
+                row.status = "intent"
+                return
+            session.add(
+                SyscallRow(
+                    key=call.key,
+                    pid=call.process.pid,
+                    kind=call.kind.value,
+                    target=call.target,
+                    status="intent",
+                    args=call.args,
+                    attempts=1,
+                    trace_id=call.trace_id,
+                    created_at=self._s.clock.now(),
+                )
+            )
+            await self._s.audit.append(
+                session,
+                _record(
+                    call,
+                    "syscall.intent",
+                    decision="allow",
+                    rule=call.attributes.get("rule"),
+                    args=call.args,
+                ),
+            )
+
+        return job
+
+    def _failure_job(
+        self, call: Syscall, exc: BaseException
+    ) -> Callable[[AsyncSession], Awaitable[None]]:
+        code = exc.code if isinstance(exc, KernosError) else type(exc).__name__
+        message = str(exc)
+
+        async def job(session: AsyncSession) -> None:
+            row = await session.get(SyscallRow, call.key)
+            if row is not None and row.status != "done":
+                row.status = "failed"
+                row.error = {"code": code, "message": message}
+                row.finished_at = self._s.clock.now()
+            await self._s.audit.append(
+                session, _record(call, "syscall.failed", summary=f"{code}: {_summary(message)}")
+            )
+
+        return job
+
+    def _result_job(
+        self, call: Syscall, result: SyscallResult
+    ) -> Callable[[AsyncSession], Awaitable[bool]]:
+        usage = result.usage
+        now = self._s.clock.now()
+
+        async def job(session: AsyncSession) -> bool:
+            row = await session.get(SyscallRow, call.key)
+            if row is None or row.status == "done":
+                return False  # never charge or audit the same syscall twice
+            row.status = "done"
+            row.result = result.value
+            row.error = None
+            row.input_tokens = usage.input_tokens
+            row.output_tokens = usage.output_tokens
+            row.cost = usage.cost
+            row.finished_at = now
+            await self._s.audit.append(
+                session, _record(call, "syscall.result", summary=_summary(result.value))
+            )
+            await charge(session, call.process.pid, call.process.tenant, usage, now=now)
+            return True
+
+        return job
+
+
+async def charge(
+    session: AsyncSession, pid: int, tenant: str, usage: Usage, *, now: datetime
+) -> None:
+    """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn)."""
+    await session.execute(
+        update(ProcessRow)
+        .where(ProcessRow.pid == pid)
+        .values(
+            input_tokens=ProcessRow.input_tokens + usage.input_tokens,
+            output_tokens=ProcessRow.output_tokens + usage.output_tokens,
+            tool_calls=ProcessRow.tool_calls + usage.tool_calls,
+            llm_calls=ProcessRow.llm_calls + usage.llm_calls,
+            cost=ProcessRow.cost + usage.cost,
+            updated_at=now,
+        )
+    )
+    tenant_id = await session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
+    row = await session.get(TenantUsageRow, tenant_id)
+    if row is None:
+        session.add(
+            TenantUsageRow(
+                tenant_id=tenant_id,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                tool_calls=usage.tool_calls,
+                llm_calls=usage.llm_calls,
+                cost=usage.cost,
+            )
+        )
+    else:
+        row.input_tokens += usage.input_tokens
+        row.output_tokens += usage.output_tokens
+        row.tool_calls += usage.tool_calls
+        row.llm_calls += usage.llm_calls
+        row.cost += usage.cost
+
+
+class ExecuteStage(Stage):
+    """Runs the call's executor inside its GenAI span, with a timeout."""
+
+    name = "execute"
+
+    def __init__(self, telemetry: Telemetry, *, default_timeout: float = 300.0) -> None:
+        self._telemetry = telemetry
+        self._default_timeout = default_timeout
+        self._gen_ai_duration = telemetry.instrument(names.GEN_AI_OPERATION_DURATION)
+        self._tokens = telemetry.instrument(names.GEN_AI_TOKEN_USAGE)
+
+    async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        if call.kind is SyscallKind.TOOL_CALL:
+            span_name = names.span_name(
+                names.SPAN_EXECUTE_TOOL, **{"gen_ai.tool.name": call.target}
+            )
+            operation = "execute_tool"
+        elif call.kind is SyscallKind.LLM_CHAT:
+            span_name = names.span_name(names.SPAN_CHAT, **{"gen_ai.request.model": call.target})
+            operation = "chat"
+        else:
+            span_name, operation = None, None
+        timeout = float(call.attributes.get("timeout", self._default_timeout))
+        if span_name is None:
+            return await asyncio.wait_for(call.executor(call), timeout)
+        started = time.perf_counter()
+        with self._telemetry.tracer.start_as_current_span(span_name) as span:
+            span.set_attribute("gen_ai.operation.name", operation or "")
+            if call.kind is SyscallKind.TOOL_CALL:
+                span.set_attribute("gen_ai.tool.name", call.target)
+                span.set_attribute("gen_ai.tool.call.id", call.key)
+            else:
+                span.set_attribute("gen_ai.request.model", call.target)
+            result = await asyncio.wait_for(call.executor(call), timeout)
+            attrs = {"gen_ai.operation.name": operation or ""}
+            self._gen_ai_duration.record(time.perf_counter() - started, attrs)
+            if call.kind is SyscallKind.LLM_CHAT:
+                span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+                self._tokens.record(
+                    result.usage.input_tokens, {**attrs, "gen_ai.token.type": "input"}
+                )
+                self._tokens.record(
+                    result.usage.output_tokens, {**attrs, "gen_ai.token.type": "output"}
+                )
+            return result
+
+
+def default_stages(services: StageServices) -> list[Stage]:
+    """The pipeline in its documented order."""
+    return [
+        TraceStage(services.telemetry),
+        ReplayStage(services.db),
+        AuthorizeStage(services),
+        BudgetStage(services),
+        ApprovalStage(services),
+        JournalStage(services),
+        ExecuteStage(services.telemetry),
+    ]
