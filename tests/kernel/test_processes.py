@@ -270,7 +270,7 @@ async def test_an_exhausted_budget_stops_the_process_audited(kernel_factory) -> 
     assert done.error["code"] == "budget_exceeded"
     assert "1 of 1 tool calls" in done.error["message"]
     assert done.usage.tool_calls == 1
-    assert [f"add:{info.pid}/" + EFFECTS[0].split("/", 1)[1]] == EFFECTS
+    assert len(EFFECTS) == 1  # the second call was refused before it ran
     denied = [a for a in await _audit(kernel, info.pid) if a.event == "syscall.denied"]
     assert [d.rule for d in denied] == ["budget:max_tool_calls"]
 
