@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -99,5 +100,6 @@ def test_its_agent_graph_runs_with_its_tool(installed: Path, monkeypatch) -> Non
         spec.func, name=spec.name, description=spec.description, args_schema=spec.args_schema
     )
     graph = agent.build(AgentBuild(tools=[tool]))
-    assert graph.invoke({"name": "Grace"}) == {"name": "Grace", "greeting": "Hello, Grace!"}
+    result = asyncio.run(graph.ainvoke({"name": "Grace"}))
+    assert result == {"name": "Grace", "greeting": "Hello, Grace!"}
     sys.modules.pop("kernos_hello", None)

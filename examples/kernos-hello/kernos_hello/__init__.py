@@ -35,8 +35,8 @@ def build_hello_agent(build: AgentBuild) -> Any:
 
     tool = next(t for t in build.tools if t.name == "hello_greet")
 
-    def say_hello(state: HelloState) -> HelloState:
-        return {"greeting": str(tool.invoke({"name": state["name"]}))}
+    async def say_hello(state: HelloState) -> HelloState:
+        return {"greeting": str(await tool.ainvoke({"name": state["name"]}))}
 
     graph = StateGraph(HelloState)
     graph.add_node("say_hello", say_hello)
