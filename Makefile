@@ -17,8 +17,13 @@ $(BIN)/python:
 
 STAMP := $(VENV)/.kernos-installed
 
-# `make run` installs when the venv is new or the dependencies changed since the last install.
-$(STAMP): pyproject.toml setup.py constraints.txt edge/pyproject.toml edge/setup.py | $(BIN)/python
+# Strict editable installs link modules that exist at install time, so `make run` re-installs
+# when dependencies change or a package folder gains or loses a file (its mtime moves).
+PACKAGE_DIRS := $(shell find kernel policy memory tools agents plugins api tui edge -type d \
+	-not -name __pycache__ -not -path '*/build*' -not -path '*.egg-info*' 2>/dev/null)
+
+$(STAMP): pyproject.toml setup.py constraints.txt edge/pyproject.toml edge/setup.py \
+		$(PACKAGE_DIRS) | $(BIN)/python
 	$(INSTALL)
 	@touch $(STAMP)
 

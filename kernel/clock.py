@@ -14,6 +14,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 class Clock(ABC):
@@ -53,10 +54,13 @@ class SimulatedClock(Clock):
     """Time that moves only through ``advance``/``advance_to``/``run_until_idle``.
 
     Sleepers wake in deadline order (ties in the order they went to sleep), and each one runs
-    before time moves past its deadline, so simulated schedules see time as real code would.
+    before time moves past its deadline, so simulated schedules see time as real code would:
+    after waking a sleeper, time stands still until that task sleeps on this clock again or
+    finishes — or, if it waits on something else (I/O, a thread, another task), until
+    ``settle_timeout`` seconds of real time have passed.
     """
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, *, settle_timeout: float = 1.0) -> None:
         start = start or datetime(2026, 1, 1, tzinfo=UTC)
         if start.tzinfo is None:
             raise ValueError("SimulatedClock needs a timezone-aware start time")
@@ -65,6 +69,9 @@ class SimulatedClock(Clock):
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._watchers: list[tuple[int, asyncio.Future[None]]] = []
+        self._owners: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}
+        self._asleep: dict[asyncio.Task[Any], asyncio.Event] = {}
+        self.settle_timeout = settle_timeout
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self._elapsed)
@@ -78,8 +85,15 @@ class SimulatedClock(Clock):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), future))
+        task = asyncio.current_task()
+        self._owners[future] = task
+        if task is not None and task in self._asleep:
+            self._asleep.pop(task).set()
         self._notify_watchers()
-        await future
+        try:
+            await future
+        finally:
+            self._owners.pop(future, None)
 
     def _notify_watchers(self) -> None:
         pending = self.pending
@@ -131,8 +145,24 @@ class SimulatedClock(Clock):
         while (deadline := self.next_deadline()) is not None and deadline <= target:
             _, _, future = heapq.heappop(self._sleepers)
             self._elapsed = max(self._elapsed, deadline)
+            task = self._owners.get(future)
+            settled = asyncio.Event()
+            if task is not None:
+                self._asleep[task] = settled
             future.set_result(None)
-            # Let the woken task run (and perhaps sleep again) before time moves on.
-            for _ in range(3):
-                await asyncio.sleep(0)
+            await self._settle(task, settled)
         self._elapsed = max(self._elapsed, target)
+
+    async def _settle(self, task: asyncio.Task[Any] | None, settled: asyncio.Event) -> None:
+        """Let a woken task run until it sleeps here again, ends, or settle_timeout passes."""
+        if task is None:
+            await asyncio.sleep(0)
+            return
+        waiter = asyncio.ensure_future(settled.wait())
+        try:
+            await asyncio.wait(
+                {waiter, task}, timeout=self.settle_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+            self._asleep.pop(task, None)

@@ -128,6 +128,18 @@ class StorageError(KernosError):
     http_status = 503
 
 
+class LeaseLost(KernelUnavailable):
+    """The running kernel lost its database lease and stopped (another kernel may start)."""
+
+    code = "lease_lost"
+
+
+class StorageUnavailable(KernelUnavailable):
+    """The kernel's database cannot be reached, so no kernel can run on it."""
+
+    code = "storage_unavailable"
+
+
 class SchemaTooNew(StorageError):
     """The database was migrated by a newer Kernos than this one."""
 

@@ -15,8 +15,9 @@ runs again after a crash or an interrupt, which is what makes replay find the jo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,12 +48,20 @@ _current_syscall: ContextVar[Syscall | None] = ContextVar("kernos_current_syscal
 _tool_call_id: ContextVar[str | None] = ContextVar("kernos_tool_call_id", default=None)
 
 
+Emitter = Callable[..., Awaitable[Any]]
+"""Publishes an event for a process: ``await emit(topic, data, event_id=...)``."""
+ChildSpawner = Callable[..., Awaitable[Any]]
+"""Spawns a child: ``await spawn(agent, input, parent=ProcessRef, idempotency_key=...)``."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessContext:
-    """What governed tools and models need to find their process and the pipeline."""
+    """What governed tools and models need to find their process and the kernel."""
 
     process: ProcessRef
     pipeline: Pipeline
+    emit: Emitter | None = None
+    spawn: ChildSpawner | None = None
 
 
 def current_syscall() -> Syscall | None:
@@ -303,3 +312,62 @@ async def ask_human(question: str, *, required_role: str | None = None) -> Any:
     )
     result = await context.pipeline.run(call)
     return result.value
+
+
+async def emit_event(topic: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
+    """Publish an event from inside a graph node (an ``event.emit`` syscall); returns its id.
+
+    Without ``event_id`` the id is derived from the syscall key, so a step that runs again
+    after a crash publishes the same event, which the bus then ignores as a duplicate.
+    """
+    config = ensure_config()
+    context = process_context(config)
+    key = syscall_key(config, context.process.pid)
+    emit = context.emit
+    if emit is None:
+        raise KernosError("this kernel has no event bus")
+
+    async def execute(call: Syscall) -> SyscallResult:
+        chosen = event_id or "evt-" + hashlib.sha256(call.key.encode()).hexdigest()[:32]
+        await emit(topic, data, event_id=chosen, process=call.process)
+        return SyscallResult(value={"event_id": chosen})
+
+    call = Syscall(
+        key=key,
+        kind=SyscallKind.EVENT_EMIT,
+        target=topic,
+        args={"topic": topic, "data": _jsonable(data)},
+        process=context.process,
+        executor=execute,
+    )
+    result = await context.pipeline.run(call)
+    return str(result.value["event_id"])
+
+
+async def spawn_child(agent: str, input: dict[str, Any] | None = None) -> int:
+    """Start a child process from inside a graph node (a ``process.spawn`` syscall).
+
+    Returns the child's pid. The child runs as this process's owner; killing this process
+    kills it. A step that runs again after a crash gets the same child back, not a second.
+    """
+    config = ensure_config()
+    context = process_context(config)
+    key = syscall_key(config, context.process.pid)
+    spawn = context.spawn
+    if spawn is None:
+        raise KernosError("this kernel cannot spawn processes from a process")
+
+    async def execute(call: Syscall) -> SyscallResult:
+        info = await spawn(agent, input or {}, parent=call.process, idempotency_key=call.key)
+        return SyscallResult(value={"pid": info.pid})
+
+    call = Syscall(
+        key=key,
+        kind=SyscallKind.PROCESS_SPAWN,
+        target=agent,
+        args={"agent": agent, "input": _jsonable(input or {})},
+        process=context.process,
+        executor=execute,
+    )
+    result = await context.pipeline.run(call)
+    return int(result.value["pid"])

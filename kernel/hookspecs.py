@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from kernos.kernel.catalog import AgentSpec, ToolSpec
     from kernos.kernel.cli.lazy import LazyCommand
+    from kernos.kernel.events import Trigger
     from kernos.kernel.kernel import Kernel
 
 PROJECT = "kernos"
@@ -48,6 +49,11 @@ def register_agents(register: Callable[[AgentSpec], None]) -> None:
 @hookspec
 def register_pipeline_stages(register: Callable[..., None]) -> None:
     """Add or replace syscall pipeline stages: ``register(stage, before=|after=|replace=NAME)``."""
+
+
+@hookspec
+def register_triggers(register: Callable[[Trigger], None]) -> None:
+    """Map event patterns to agents the kernel spawns per event: ``register(Trigger(...))``."""
 
 
 # -- Lifecycle --------------------------------------------------------------------------------

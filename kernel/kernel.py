@@ -26,10 +26,12 @@ from kernos.kernel.checkpointer import KernosCheckpointSaver
 from kernos.kernel.clock import Clock, SystemClock
 from kernos.kernel.errors import (
     BackendUnavailable,
+    ConfigError,
     EssentialPluginError,
     KernelUnavailable,
-    StorageError,
+    LeaseLost,
 )
+from kernos.kernel.events import EventBus
 from kernos.kernel.governed import KernelChatModel
 from kernos.kernel.identity import (
     DEFAULT_TENANT,
@@ -39,7 +41,7 @@ from kernos.kernel.identity import (
 )
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
-from kernos.kernel.settings import Settings
+from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
     LocalAdminAuthorizer,
     PlainAuditSink,
@@ -110,10 +112,13 @@ class Kernel:
         plugins: PluginManager | None = None,
         telemetry: Telemetry | None = None,
         llm: Runnable[Any, Any] | None = None,
+        serve_api: bool = False,
     ) -> None:
         self.settings = settings
+        self.serve_api = serve_api  # read by the API plugin's on_startup: listen on api_port
         self.clock = clock or SystemClock()
         self.plugins = plugins or PluginManager(load_plugins=settings.load_plugins)
+        self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or Telemetry()
         self.version = kernos_version()
         self.db = Database(settings, telemetry=self.telemetry)
@@ -126,11 +131,17 @@ class Kernel:
         self.pipeline = Pipeline([])
         self._llm = llm
         self._processes: ProcessManager | None = None
+        self._events: EventBus | None = None
         self._lease: Lease = lease_for(settings.db_url)
         self._started_at: datetime | None = None
         self._started_mono = 0.0
         self._running = False
         self.ready = asyncio.Event()
+        self.lease_lost = asyncio.Event()
+        """Set when the watchdog finds the database lease gone; ``run`` then stops."""
+        self.lease_check_seconds = 2.0
+        self._lease_problem = ""
+        self._lease_watch: asyncio.Task[None] | None = None
         """Set while the kernel is running (after ``on_startup``), cleared when it stops."""
 
     @property
@@ -152,6 +163,7 @@ class Kernel:
                 await asyncio.to_thread(
                     self._lease.acquire, started_at=self._started_at, version=self.version
                 )
+                self._lease_watch = asyncio.create_task(self._watch_lease(), name="kernos-lease")
                 result = await asyncio.to_thread(migrate.upgrade, self.settings.db_url)
                 self.schema_revision = result.after
                 await self.db.start()
@@ -166,11 +178,28 @@ class Kernel:
                 self._processes = ProcessManager(
                     self, KernosCheckpointSaver(self.db, on_checkpoint=self._on_checkpoint)
                 )
+                self._events = EventBus(
+                    self.db, self.clock, self.audit_sink, spawn=self._processes.spawn
+                )
                 self._running = True
                 await self.plugins.startup(self)
+                for trigger in self.plugins.triggers():  # leaves out plugins that failed
+                    self._events.add_trigger(trigger)
+                # A plugin that failed to start is out entirely, with its tools and agents.
+                failed = {info.name for info in self.plugins.failures()}
+                self.catalog.tools = {
+                    n: t for n, t in self.catalog.tools.items() if t.plugin not in failed
+                }
+                self.catalog.agents = {
+                    n: a for n, a in self.catalog.agents.items() if a.plugin not in failed
+                }
                 await self._processes.reattach()
+                await self._events.start()  # re-dispatch deliveries a crash left pending
                 self.ready.set()
             except BaseException:
+                if self._running:
+                    # Plugins that started (the API server, say) must let go of what they hold.
+                    await self.plugins.shutdown(self)
                 await self._teardown()
                 raise
         log.info(
@@ -182,8 +211,9 @@ class Kernel:
         try:
             self.settings.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(
-                f"cannot create KERNOS_HOME {self.settings.home}: {exc.strerror}"
+            raise ConfigError(
+                f"cannot create KERNOS_HOME {self.settings.home}: {exc.strerror}; "
+                "point KERNOS_HOME at a writable folder"
             ) from exc
 
     def _build_pipeline(self) -> Pipeline:
@@ -219,6 +249,13 @@ class Kernel:
         )
 
     @property
+    def events(self) -> EventBus:
+        """The event bus (``KernelUnavailable`` before start)."""
+        if self._events is None:
+            raise KernelUnavailable("the kernel is not running; start it first")
+        return self._events
+
+    @property
     def processes(self) -> ProcessManager:
         """The process manager (``KernelUnavailable`` before start)."""
         if self._processes is None:
@@ -233,15 +270,24 @@ class Kernel:
 
     async def stop(self) -> None:
         """Stop driving processes, run ``on_shutdown`` hooks, commit writes, release the lease."""
+        if self._events is not None:
+            await self._events.stop()
         if self._processes is not None:
             await self._processes.shutdown()
         if self._running:
             await self.plugins.shutdown(self)
         await self._teardown()
+        if self._owns_telemetry:
+            self.telemetry.shutdown()  # flush exporters; an injected one is its owner's
         log.info("kernel stopped")
 
     async def _teardown(self) -> None:
         self._running = False
+        if self._events is not None:
+            await self._events.stop()
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
+            self._lease_watch = None
         self.ready.clear()
         try:
             await self.db.stop()
@@ -265,13 +311,11 @@ class Kernel:
         await self.start()
         summary: KernelSummary | None = None
         try:
-            waiters: list[asyncio.Task[Any]] = []
+            waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self.lease_lost.wait())]
             if duration is not None:
                 waiters.append(asyncio.create_task(self.clock.sleep(duration)))
             if stop is not None:
                 waiters.append(asyncio.create_task(stop.wait()))
-            if not waiters:
-                waiters.append(asyncio.create_task(asyncio.Event().wait()))
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -280,12 +324,32 @@ class Kernel:
             summary = await self.summary()
         finally:
             await self.stop()
+        if self.lease_lost.is_set():
+            raise LeaseLost(
+                f"the kernel stopped because {self._lease_problem}; no two kernels may run on "
+                "one database. Check for another kernel before starting this one again"
+            )
         return summary
+
+    async def _watch_lease(self) -> None:
+        """Stop serving the moment the lease is gone (deleted file, dropped PG connection).
+
+        Real time, not the kernel clock: this is about the OS and the network, and a
+        simulated clock that jumps deadline to deadline must not spin on it.
+        """
+        while True:
+            await asyncio.sleep(self.lease_check_seconds)
+            problem = await asyncio.to_thread(self._lease.lost)
+            if problem is not None:
+                log.critical("database lease lost: %s; stopping", problem)
+                self._lease_problem = problem
+                self.lease_lost.set()
+                return
 
     @property
     def database_shown(self) -> str:
         """The database URL with any password hidden (safe to log)."""
-        return self.settings.db_url.render_as_string(hide_password=True)
+        return shown_url(self.settings.db_url)
 
     async def summary(self) -> KernelSummary:
         """Counters and contents for ``kernos up``'s closing report."""

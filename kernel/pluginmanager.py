@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import click
 
     from kernos.kernel.cli.lazy import LazyCommand
+    from kernos.kernel.events import Trigger
     from kernos.kernel.kernel import Kernel
     from kernos.kernel.syscalls import Stage
 
@@ -58,6 +59,7 @@ class Builtin:
 BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     # The kernel's own CLI commands: without them there is no `kernos up`.
     Builtin("kernos.kernel.cli.commands", essential=True),
+    Builtin("kernos.api.plugin", essential=True),
 )
 """First-party plugins, loaded in this order before any third-party plugin."""
 
@@ -160,7 +162,11 @@ class PluginManager:
         essential: bool = False,
     ) -> None:
         if name in self._infos:
-            raise DuplicateRegistration(f"two plugins are named {name!r}; rename one")
+            if essential or self._infos[name].essential:
+                raise DuplicateRegistration(f"two plugins are named {name!r}; rename one")
+            # Two installed distributions claim one name: keep the first, report the second.
+            log.warning("skipping a second plugin named %r (%s %s)", name, source, version)
+            return
         info = PluginInfo(name=name, version=version, source=source, essential=essential)
         self._infos[name] = info
         if not essential and self._allowed is not None and name not in self._allowed:
@@ -327,6 +333,26 @@ class PluginManager:
         self._collect("register_pipeline_stages", add, check)
         return found
 
+    def triggers(self) -> list[Trigger]:
+        """Collect every plugin's event triggers (names unique across plugins)."""
+        from kernos.kernel.events import Trigger
+
+        found: list[Trigger] = []
+
+        def check(item: Any) -> None:
+            if not isinstance(item, Trigger):
+                raise InvalidInput(f"register_triggers expects Trigger, got {type(item).__name__}")
+            if any(t.name == item.name for t in found):
+                raise DuplicateRegistration(f"trigger {item.name!r} registered twice")
+
+        def add(plugin: str, item: Trigger) -> None:
+            found.append(_replace_trigger_plugin(item, plugin))
+
+        self._collect("register_triggers", add, check)
+        # A plugin that failed in any hook is out entirely, with the triggers it gave.
+        failed = {i.name for i in self._infos.values() if i.status == "failed"}
+        return [t for t in found if t.plugin not in failed]
+
     async def startup(self, kernel: Kernel) -> None:
         """Run every plugin's ``on_startup`` in registration order."""
         await self._lifecycle("on_startup", kernel)
@@ -372,6 +398,12 @@ class PluginManager:
 
 
 def _replace_plugin(item: ToolSpec | AgentSpec, plugin: str) -> ToolSpec | AgentSpec:
+    from dataclasses import replace
+
+    return replace(item, plugin=plugin)
+
+
+def _replace_trigger_plugin(item: Trigger, plugin: str) -> Trigger:
     from dataclasses import replace
 
     return replace(item, plugin=plugin)

@@ -251,9 +251,12 @@ class ProcessManager:
         priority: int | None = None,
         budgets: Budgets | None = None,
         correlation_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ProcessInfo:
         """Commit a new process for ``agent`` and start it; returns it as accepted.
 
+        With ``idempotency_key``, a second spawn under the same key returns the first process
+        instead of creating another (triggers, child spawns and retried API calls use it).
         Raises ``NotFound`` (unknown agent, parent), ``InvalidInput`` (input fails the agent's
         schema) or ``Conflict`` (parent not live or in another tenant).
         """
@@ -262,12 +265,20 @@ class ProcessManager:
         chosen = budgets or spec.budgets
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> ProcessInfo:
+        async def job(session: AsyncSession) -> tuple[ProcessInfo, bool]:
             tenant_id = await session.scalar(
                 select(TenantRow.id).where(TenantRow.name == principal.tenant)
             )
             if tenant_id is None:
                 raise NotFound(f"tenant {principal.tenant!r} does not exist")
+            if idempotency_key is not None:
+                earlier = await session.scalar(
+                    select(ProcessRow).where(ProcessRow.spawn_key == idempotency_key)
+                )
+                if earlier is not None:
+                    if earlier.tenant_id != tenant_id:
+                        raise Conflict("that idempotency key belongs to another tenant's spawn")
+                    return _info(earlier, principal.tenant), False
             correlation = correlation_id
             if parent_pid is not None:
                 parent = await session.get(ProcessRow, parent_pid)
@@ -297,6 +308,7 @@ class ProcessManager:
                 steps=0,
                 created_at=now,
                 updated_at=now,
+                spawn_key=idempotency_key,
             )
             session.add(row)
             await session.flush()
@@ -312,10 +324,11 @@ class ProcessManager:
                     summary=f"parent {parent_pid}" if parent_pid else None,
                 ),
             )
-            return _info(row, principal.tenant)
+            return _info(row, principal.tenant), True
 
-        info = await self._db.write(job)
-        self._start(info.pid)
+        info, created = await self._db.write(job)
+        if created:
+            self._start(info.pid)
         return info
 
     def _agent(self, name: str) -> AgentSpec:
@@ -533,6 +546,34 @@ class ProcessManager:
             self._start(pid)  # a suspended process keeps the answer until it is resumed
         return info
 
+    async def _emit(
+        self, topic: str, data: dict[str, Any], *, event_id: str, process: ProcessRef
+    ) -> None:
+        from kernos.kernel.events import Event
+
+        await self._kernel.events.publish(
+            Event(
+                id=event_id,
+                topic=topic,
+                tenant=process.tenant,
+                source=process.owner.subject,
+                data=data,
+                correlation_id=process.correlation_id,
+            )
+        )
+
+    async def _spawn_child(
+        self, agent: str, input: dict[str, Any], *, parent: ProcessRef, idempotency_key: str
+    ) -> ProcessInfo:
+        return await self.spawn(
+            agent,
+            input,
+            principal=parent.owner,
+            parent_pid=parent.pid,
+            correlation_id=parent.correlation_id,
+            idempotency_key=idempotency_key,
+        )
+
     async def _undelivered_answers(self, pid: int) -> dict[str, Any]:
         async with self._db.read() as session:
             rows = await session.scalars(
@@ -664,7 +705,12 @@ class ProcessManager:
         config: RunnableConfig = {
             "configurable": {
                 "thread_id": info.thread_id,
-                CONFIG_KEY: ProcessContext(process=ref, pipeline=self._kernel.pipeline),
+                CONFIG_KEY: ProcessContext(
+                    process=ref,
+                    pipeline=self._kernel.pipeline,
+                    emit=self._emit,
+                    spawn=self._spawn_child,
+                ),
             },
             "recursion_limit": 1000,
         }

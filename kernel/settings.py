@@ -7,6 +7,8 @@ code receives a ``Settings`` object.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from contextvars import ContextVar
@@ -26,6 +28,8 @@ from sqlalchemy.exc import ArgumentError
 
 from kernos.kernel.errors import ConfigError
 from kernos.kernel.pluginmanager import parse_plugin_list
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "KERNOS_"
 TOML_NAME = "kernos.toml"
@@ -157,6 +161,18 @@ class Settings(BaseSettings):
         return self.db_url.get_backend_name() == "sqlite"
 
 
+_SECRET_QUERY = ("password", "passwd", "secret", "token", "key", "sslpassword")
+
+
+def shown_url(url: URL) -> str:
+    """A database URL safe to print or log: password and credential query values masked."""
+    query = {
+        k: ("***" if any(word in k.lower() for word in _SECRET_QUERY) else v)
+        for k, v in url.query.items()
+    }
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -166,6 +182,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"cannot read {path}: invalid TOML ({exc}); fix or remove the file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read {path}: not UTF-8 text ({exc.reason}); fix or remove the file"
         ) from None
     except OSError as exc:
         raise ConfigError(
@@ -183,6 +203,20 @@ def _describe(loc: tuple[int | str, ...], toml: dict[str, Any], toml_path: Path)
     return field
 
 
+# KERNOS_* variables that are not settings but belong to tooling around Kernos.
+_NOT_SETTINGS = ("KERNOS_TEST_", "KERNOS_SERVICES_DIR", "KERNOS_BENCH_")
+
+
+def _warn_unknown_environment() -> None:
+    """A misspelled variable (KERNOS_DATABSE_URL) would otherwise be ignored silently."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for name in sorted(os.environ):
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_NOT_SETTINGS):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            log.warning("ignoring unknown setting %s%s", name, hint)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from overrides, the environment and ``kernos.toml``.
 
@@ -196,6 +230,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             f"{toml_path}: 'home' cannot be set inside the home it names; use KERNOS_HOME"
         )
+    _warn_unknown_environment()
     token = _toml_data.set(toml)
     try:
         return Settings(**overrides)
@@ -204,9 +239,9 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             where = _describe(error["loc"], toml, toml_path)
             given = error.get("input")
-            shown = (
-                "" if isinstance(given, dict) or "api_key" in where.lower() else f" (got {given!r})"
-            )
+            # Never echo values that may hold credentials (keys, URLs with passwords).
+            secret = any(word in where.lower() for word in ("api_key", "database_url"))
+            shown = "" if isinstance(given, dict) or secret else f" (got {given!r})"
             message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{where}: {message}{shown}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None

@@ -43,12 +43,21 @@ except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
 
 @pytest.fixture
 def kernos_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A temporary, empty ``KERNOS_HOME``; other ``KERNOS_*`` variables are cleared."""
+    """A temporary, empty ``KERNOS_HOME``; other ``KERNOS_*`` variables are cleared.
+
+    ``KERNOS_API_PORT`` is set to a free port, so a kernel that serves its API (in this
+    process or a ``kernos up`` subprocess) never collides with another one.
+    """
+    import socket
+
     for name in list(os.environ):
         if name.startswith("KERNOS_"):
             monkeypatch.delenv(name)
     home = tmp_path / "kernos-home"
     monkeypatch.setenv("KERNOS_HOME", str(home))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("KERNOS_API_PORT", str(sock.getsockname()[1]))
     yield home
 
 

@@ -8,6 +8,8 @@
 # Services: PostgreSQL (Debian's server package). Tests read KERNOS_TEST_PG_URL.
 set -euo pipefail
 
+# start/stop share one folder per user; `run` makes its own, so concurrent runs
+# (two `make test`s, a developer and a helper) never stop each other's servers.
 STATE=${KERNOS_SERVICES_DIR:-${TMPDIR:-/tmp}/kernos-services-$(id -u)}
 PG_DIR=$STATE/postgres
 
@@ -92,6 +94,11 @@ case "${1:-}" in
     shift
     [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || { echo "usage: $0 run -- COMMAND..." >&2; exit 2; }
+    if [ -z "${KERNOS_SERVICES_DIR:-}" ]; then
+      STATE=$(mktemp -d "${TMPDIR:-/tmp}/kernos-services-run.XXXXXX")
+      chmod 755 "$STATE"  # the server runs as another user and must reach its folder
+      PG_DIR=$STATE/postgres
+    fi
     trap stop EXIT
     start
     # shellcheck disable=SC1091

@@ -12,6 +12,21 @@ import pytest
 PG_URL = os.environ.get("KERNOS_TEST_PG_URL")
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for kernels that serve the API in tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _api_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels started by a test (in or out of process) never fight over port 8787."""
+    monkeypatch.setenv("KERNOS_API_PORT", str(free_port()))
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """The throwaway PostgreSQL server's URL; CI fails rather than skips without it."""

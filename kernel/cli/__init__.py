@@ -20,6 +20,32 @@ from kernos.kernel.cli.lazy import LazyCommand
 from kernos.kernel.errors import EXIT_BAD_INPUT, KernosError
 
 
+def _plugin_restriction() -> list[str] | None:
+    """``load_plugins`` as Settings would see it, without importing Settings (~200 ms).
+
+    The CLI is the edge of the program, so it may read the environment and the settings
+    file directly; a file it cannot parse is left for the command itself to report.
+    """
+    from kernos.kernel.pluginmanager import parse_plugin_list
+
+    if "KERNOS_LOAD_PLUGINS" in os.environ:
+        return parse_plugin_list(os.environ["KERNOS_LOAD_PLUGINS"])
+    import tomllib
+    from pathlib import Path
+
+    path = Path(os.environ.get("KERNOS_HOME", "~/.kernos")).expanduser() / "kernos.toml"
+    try:
+        with path.open("rb") as handle:
+            value = tomllib.load(handle).get("load_plugins")
+    except (OSError, ValueError):
+        return None
+    if isinstance(value, str):
+        return parse_plugin_list(value)
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return None
+
+
 class KernosGroup(click.Group):
     """Root group whose commands come from plugins and load on first use."""
 
@@ -30,11 +56,9 @@ class KernosGroup(click.Group):
     def registry(self) -> dict[str, click.Command | LazyCommand]:
         """Commands by name, collected once from every plugin."""
         if self._registry is None:
-            from kernos.kernel.pluginmanager import PluginManager, parse_plugin_list
+            from kernos.kernel.pluginmanager import PluginManager
 
-            # The CLI is the edge of the program: it may read the environment directly.
-            allowed = parse_plugin_list(os.environ.get("KERNOS_LOAD_PLUGINS"))
-            self._registry = PluginManager(load_plugins=allowed).commands()
+            self._registry = PluginManager(load_plugins=_plugin_restriction()).commands()
         return self._registry
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -77,6 +101,25 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+    from pathlib import Path
+
+    home = Path(os.environ.get("KERNOS_HOME", "~/.kernos")).expanduser()
+    text = traceback.format_exc()
+    for folder in (home / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "kernos-crash.log"
+            with path.open("a") as handle:
+                handle.write(text)
+            return str(path)
+        except OSError:
+            continue
+    return "nowhere (no writable log folder)"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``kernos`` console script."""
     try:
@@ -96,4 +139,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KernosError as exc:
         click.echo(f"kernos: error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_status)
+    except Exception as exc:
+        # A bug, not a user error: one line here, the traceback in a file.
+        where = _save_traceback()
+        click.echo(
+            f"kernos: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            f"(traceback in {where}; please report it)",
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)

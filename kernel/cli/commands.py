@@ -10,9 +10,23 @@ from kernos.kernel.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(register: Callable[[LazyCommand], None]) -> None:
-    """``up``, ``init`` and ``plugins``."""
+    """``up``, ``serve``, ``init``, ``plugins``, and the API clients ``run``, ``ps``, ``kill``,
+    ``suspend``, ``resume`` and ``approvals``."""
     register(LazyCommand("up", "kernos.kernel.cli.up:up", "Start a kernel and run it."))
+    register(
+        LazyCommand("serve", "kernos.kernel.cli.up:serve", "Start a kernel with its API only.")
+    )
     register(
         LazyCommand("init", "kernos.kernel.cli.up:init", "Initialize KERNOS_HOME (idempotent).")
     )
     register(LazyCommand("plugins", "kernos.kernel.cli.plugins:plugins", "List installed plugins."))
+    register(LazyCommand("run", "kernos.kernel.cli.processes:run", "Start a run of an agent."))
+    register(LazyCommand("ps", "kernos.kernel.cli.processes:ps", "List processes."))
+    register(LazyCommand("kill", "kernos.kernel.cli.processes:kill", "Kill a process."))
+    register(LazyCommand("suspend", "kernos.kernel.cli.processes:suspend", "Suspend a process."))
+    register(LazyCommand("resume", "kernos.kernel.cli.processes:resume", "Resume a process."))
+    register(
+        LazyCommand(
+            "approvals", "kernos.kernel.cli.approvals:approvals", "List and answer approvals."
+        )
+    )

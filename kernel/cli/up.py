@@ -1,4 +1,4 @@
-"""``kernos up`` and ``kernos init``."""
+"""``kernos up``, ``kernos serve`` and ``kernos init``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from kernos.kernel.cli.output import configure_logging, print_json
+from kernos.kernel.errors import EssentialPluginError, KernosError
 from kernos.kernel.identity import DEFAULT_TENANT, LOCAL_ADMIN
 from kernos.kernel.kernel import Kernel, KernelSummary
 from kernos.kernel.settings import load_settings
+from kernos.kernel.tokens import admin_token_path
 
 
 async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
@@ -32,6 +36,14 @@ async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
             f"(pid {os.getpid()})",
             err=True,
         )
+        if kernel.serve_api:
+            from kernos.kernel.client import base_url_for
+
+            click.echo(
+                f"API on {base_url_for(kernel.settings)} "
+                f"(admin token in {admin_token_path(kernel.settings.home)})",
+                err=True,
+            )
 
     announcer = asyncio.create_task(announce())
     try:
@@ -40,29 +52,44 @@ async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
         announcer.cancel()
 
 
-@click.command()
-@click.option(
-    "--headless",
-    is_flag=True,
-    help="Run without the terminal console (implied when not on a terminal).",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0),
-    metavar="S",
-    help="Stop cleanly after S seconds (for scripts and CI); default: until Ctrl-C or SIGTERM.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the closing summary as JSON.")
-def up(headless: bool, duration: float | None, as_json: bool) -> None:
-    """Start a kernel on KERNOS_HOME and run it.
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets NaN through (every comparison with it is false).
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number of seconds", ctx=ctx, param=param)
+    return value
 
-    An empty KERNOS_HOME is initialized first (database, default tenant, local admin).
-    A second kernel on the same database is refused (exit 4).
-    """
+
+def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``up`` and ``serve`` share."""
+    command = click.option(
+        "--json", "as_json", is_flag=True, help="Print the closing summary as JSON."
+    )(command)
+    command = click.option(
+        "--duration",
+        type=click.FloatRange(min=0, max=1e9),
+        callback=_finite,
+        metavar="S",
+        help="Stop cleanly after S seconds (for scripts and CI); default: until Ctrl-C or SIGTERM.",
+    )(command)
+    return click.option(
+        "--headless",
+        is_flag=True,
+        help="Run without the terminal console (implied when not on a terminal).",
+    )(command)
+
+
+def _run_kernel(*, duration: float | None, as_json: bool, serve_api: bool) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, log_dir=settings.home / "logs")
-    kernel = Kernel(settings)
-    summary = asyncio.run(_serve(kernel, duration))
+    kernel = Kernel(settings, serve_api=serve_api)
+    try:
+        summary = asyncio.run(_serve(kernel, duration))
+    except EssentialPluginError as exc:
+        # An essential plugin that failed with a KernosError (the API's "address already in
+        # use") already said what happened and what to do; the wrapper would only bury it.
+        if isinstance(exc.__cause__, KernosError):
+            raise exc.__cause__ from None
+        raise
     if as_json:
         print_json(summary.as_dict())
         return
@@ -79,9 +106,41 @@ def up(headless: bool, duration: float | None, as_json: bool) -> None:
 
 
 @click.command()
+@_run_options
+def up(headless: bool, duration: float | None, as_json: bool) -> None:
+    """Start a kernel on KERNOS_HOME with its HTTP API, and run it.
+
+    An empty KERNOS_HOME is initialized first (database, default tenant, local admin and its
+    token). The API listens on KERNOS_API_HOST:KERNOS_API_PORT (default 127.0.0.1:8787).
+    A second kernel on the same database is refused (exit 4).
+
+    \b
+    Example:
+      kernos up --headless --duration 60
+    """
+    _run_kernel(duration=duration, as_json=as_json, serve_api=True)
+
+
+@click.command()
+@_run_options
+def serve(headless: bool, duration: float | None, as_json: bool) -> None:
+    """Start a kernel with its HTTP API only (no default scenario, no console).
+
+    For servers and scripts: the same as `kernos up` minus what `up` adds for a person at a
+    terminal. Commands such as `kernos run` and `kernos ps` talk to it over HTTP.
+
+    \b
+    Example:
+      KERNOS_API_PORT=9000 kernos serve --headless
+    """
+    _run_kernel(duration=duration, as_json=as_json, serve_api=True)
+
+
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def init(as_json: bool) -> None:
-    """Initialize KERNOS_HOME: database schema, default tenant and local admin. Idempotent.
+    """Initialize KERNOS_HOME: database schema, default tenant, local admin and its API token
+    (KERNOS_HOME/admin.token, mode 0600). Idempotent.
 
     Refused (exit 4) while a kernel runs on the same database.
     """

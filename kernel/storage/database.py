@@ -23,6 +23,16 @@ from kernos.kernel.telemetry import Telemetry
 T = TypeVar("T")
 
 
+def _postgres_read_only(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Readers must never write behind the single writer's back.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cursor.close()
+        dbapi_connection.commit()
+
+
 def _sqlite_pragmas(engine: AsyncEngine, *, synchronous: str, writer: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -35,6 +45,9 @@ def _sqlite_pragmas(engine: AsyncEngine, *, synchronous: str, writer: bool) -> N
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not writer:
+            # Readers must never write behind the single writer's back.
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     if writer:
@@ -63,21 +76,26 @@ class Database:
     async def start(self) -> None:
         """Open the engines and start the writer."""
         if self.dialect == "sqlite":
-            self._writer_engine = create_async_engine(self.url, pool_size=1, max_overflow=0)
+            self._writer_engine = create_async_engine(
+                self.url, pool_size=1, max_overflow=0, hide_parameters=True
+            )
             _sqlite_pragmas(
                 self._writer_engine, synchronous=self._settings.sqlite_synchronous, writer=True
             )
-            self._reader = create_async_engine(self.url, pool_size=4, max_overflow=4)
+            self._reader = create_async_engine(
+                self.url, pool_size=4, max_overflow=4, hide_parameters=True
+            )
             _sqlite_pragmas(
                 self._reader, synchronous=self._settings.sqlite_synchronous, writer=False
             )
         else:
             self._writer_engine = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, pool_pre_ping=True
+                self.url, pool_size=1, max_overflow=0, pool_pre_ping=True, hide_parameters=True
             )
             self._reader = create_async_engine(
-                self.url, pool_size=5, max_overflow=5, pool_pre_ping=True
+                self.url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True
             )
+            _postgres_read_only(self._reader)
         self._writer = Writer(
             self._writer_engine,
             max_batch=self._settings.writer_max_batch,

@@ -26,7 +26,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from kernos.kernel.errors import LeaseHeld, StorageError
+from kernos.kernel.errors import LeaseHeld, StorageError, StorageUnavailable
+from kernos.kernel.settings import shown_url
 
 # Two int4 keys for pg_try_advisory_lock(int, int): "KRNS" and lease number 1.
 PG_LOCK_KEYS = (0x4B524E53, 1)
@@ -47,6 +48,10 @@ class Lease(ABC):
     @abstractmethod
     def held(self) -> bool:
         """Whether this object holds the lease."""
+
+    @abstractmethod
+    def lost(self) -> str | None:
+        """Why a held lease is no longer safe to rely on, or ``None`` (blocking; off the loop)."""
 
 
 def _holder_record(started_at: datetime, version: str) -> dict[str, Any]:
@@ -87,9 +92,22 @@ class FileLease(Lease):
                 f"database {self.database} is in use by {holder}; stop that kernel "
                 "or use another KERNOS_HOME / KERNOS_DATABASE_URL"
             ) from None
+        if not _same_file(fd, self.path):
+            # Someone removed or replaced the file between our open and our lock: the lock
+            # we hold is on an orphan. Start over on the file that is there now.
+            os.close(fd)
+            self.acquire(started_at=started_at, version=version)
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder_record(started_at, version)).encode(), 0)
         self._fd = fd
+
+    def lost(self) -> str | None:
+        if self._fd is None:
+            return "the lease was released"
+        if not _same_file(self._fd, self.path):
+            return f"the lease file {self.path} was removed or replaced"
+        return None
 
     def release(self) -> None:
         if self._fd is None:
@@ -98,6 +116,15 @@ class FileLease(Lease):
             os.ftruncate(self._fd, 0)
         os.close(self._fd)  # closing the descriptor drops the flock
         self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def _read_holder(fd: int) -> str:
@@ -136,12 +163,22 @@ class PostgresLease(Lease):
         holder = _holder_record(started_at, version)
         app_name = f"kernos pid={holder['pid']} host={holder['host']}"[:63]
         dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        shown = self.url.render_as_string(hide_password=True)
+        shown = shown_url(self.url)
         try:
-            conn = psycopg.connect(dsn, autocommit=True, application_name=app_name)
+            # Bounded connect, and keepalives so a dead peer is noticed (see lease_lost()).
+            conn = psycopg.connect(
+                dsn,
+                autocommit=True,
+                application_name=app_name,
+                connect_timeout=10,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+            )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"cannot connect to {shown}: {reason}") from exc
+            raise StorageUnavailable(f"cannot connect to {shown}: {reason}") from exc
         row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", PG_LOCK_KEYS).fetchone()
         if row is None or not row[0]:
             who = conn.execute(
@@ -166,6 +203,21 @@ class PostgresLease(Lease):
                 "KERNOS_DATABASE_URL"
             )
         self._conn = conn
+
+    def lost(self) -> str | None:
+        if self._conn is None:
+            return "the lease was released"
+        try:
+            row = self._conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()"
+                " AND locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
+                PG_LOCK_KEYS,
+            ).fetchone()
+        except Exception as exc:
+            return f"the lease connection to PostgreSQL failed ({type(exc).__name__}: {exc})"
+        if row is None or row[0] == 0:
+            return "the advisory lock is no longer held"
+        return None
 
     def release(self) -> None:
         if self._conn is None:

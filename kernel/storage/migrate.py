@@ -14,7 +14,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from kernos.kernel.errors import SchemaTooNew, StorageError
+from kernos.kernel.errors import SchemaTooNew, StorageError, StorageUnavailable
+from kernos.kernel.settings import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,30 @@ def head_revision() -> str:
     return head
 
 
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def upgrade(url: URL) -> MigrationResult:
     """Migrate the database at ``url`` to the newest revision (blocking; run off the loop).
 
-    Raises ``SchemaTooNew`` if the database is at a revision this code does not know, and
-    ``StorageError`` if it cannot be reached or migrated.
+    Raises ``SchemaTooNew`` if the database is at a revision this code does not know,
+    ``StorageUnavailable`` if it cannot be reached and ``StorageError`` if it cannot be migrated.
     """
     from alembic import command
 
     config = _config()
     script = ScriptDirectory.from_config(config)
-    shown = url.render_as_string(hide_password=True)
-    engine = create_engine(sync_url(url))
+    shown = shown_url(url)
+    engine = create_engine(sync_url(url), hide_parameters=True)
+    try:
+        engine.connect().close()
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageUnavailable(
+            f"cannot connect to database {shown}: {_reason(exc)}; is it running and reachable?"
+        ) from exc
     try:
         with engine.begin() as connection:
             before = MigrationContext.configure(connection).get_current_revision()
@@ -85,9 +98,7 @@ def upgrade(url: URL) -> MigrationResult:
     except (SchemaTooNew, StorageError):
         raise
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None)
-        reason = (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StorageError(f"cannot open or migrate database {shown}: {reason}") from exc
+        raise StorageError(f"cannot migrate database {shown}: {_reason(exc)}") from exc
     finally:
         engine.dispose()
     if after is None:  # pragma: no cover - upgrade to head always stamps a revision

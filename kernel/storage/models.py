@@ -119,6 +119,8 @@ class ProcessRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    spawn_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    """Idempotency key of the spawn (trigger + event, parent syscall, API key): one process."""
 
 
 class SyscallRow(Base):
@@ -249,3 +251,58 @@ class CheckpointWriteRow(Base):
     channel: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(32))
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EventRow(Base):
+    """A published event, unique per tenant and event id (so publishing is idempotent)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("tenant_id", "event_id", name="uq_events_tenant_event"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(127))
+    data: Mapped[Any] = mapped_column(JSON)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class EventDeliveryRow(Base):
+    """One event to one subscriber or trigger: committed pending before the handler runs."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_seq", "subscriber", name="uq_event_deliveries_event_subscriber"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq", ondelete="CASCADE"))
+    subscriber: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeadLetterRow(Base):
+    """A delivery that kept failing, kept for operators to inspect and replay."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("event_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    subscriber: Mapped[str] = mapped_column(String(80))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replayed_by: Mapped[str | None] = mapped_column(String(127))

@@ -45,6 +45,15 @@ class WriterStats:
     largest_batch: int = 0
 
 
+def _reraise_if_writer_cancelled(exc: BaseException) -> None:
+    """A job's own CancelledError fails that job; the writer task being cancelled stops it."""
+    task = asyncio.current_task()
+    if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+        raise exc
+    if not isinstance(exc, Exception | asyncio.CancelledError):
+        raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
+
+
 class Writer:
     """Serializes and group-commits writes on one engine."""
 
@@ -65,10 +74,21 @@ class Writer:
         """Start the writer task on the running loop."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="kernos-writer")
+            self._task.add_done_callback(self._on_exit)
+
+    def _on_exit(self, task: asyncio.Task[None]) -> None:
+        """However the writer ended, refuse new work and fail what is still queued."""
+        self._closed = True
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("the kernel's writer died", exc_info=task.exception())
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not _STOP and not item[1].done():
+                item[1].set_exception(StorageError("the kernel's writer stopped"))
 
     async def submit(self, job: WriteJob[T]) -> T:
         """Run ``job`` in the next group commit and return its result once committed."""
-        if self._closed or self._task is None:
+        if self._closed or self._task is None or self._task.done():
             raise StorageError("the kernel's writer is not running; start the kernel first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((job, future))
@@ -80,7 +100,7 @@ class Writer:
             return
         self._closed = True
         self._queue.put_nowait(_STOP)
-        await self._task
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         stopping = False
@@ -112,7 +132,8 @@ class Writer:
                     for job, future in batch:
                         if not future.cancelled():
                             outcomes.append((future, True, await job(session)))
-            except Exception:
+            except BaseException as exc:  # a job may even raise CancelledError
+                _reraise_if_writer_cancelled(exc)
                 return None
         return outcomes
 
@@ -129,7 +150,8 @@ class Writer:
                 try:
                     async with session.begin_nested():
                         result = await job(session)
-                except Exception as exc:
+                except BaseException as exc:  # see _run_batch
+                    _reraise_if_writer_cancelled(exc)
                     outcomes.append((future, False, exc))
                 else:
                     outcomes.append((future, True, result))

@@ -125,7 +125,7 @@ async def main(mode: str, count: int) -> None:
         for n in range(count):
             await kernel.processes.spawn("worker", {"job": f"job{n}"}, principal=ADMIN)
         await kernel.processes.spawn("asker", {}, principal=ADMIN)
-        print("spawned", flush=True)  # noqa: T201
+        print("spawned", flush=True)
         await asyncio.Event().wait()
     elif mode == "crash-in-tool":
         CRASH_MARKER.touch()
@@ -150,7 +150,7 @@ async def main(mode: str, count: int) -> None:
             }
             for p in await kernel.processes.list_processes()
         ]
-        print(json.dumps(summary), flush=True)  # noqa: T201
+        print(json.dumps(summary), flush=True)
         await kernel.stop()
 
 

@@ -21,7 +21,9 @@ KERNOS = str(Path(sys.executable).with_name("kernos"))
 def run(
     *args: str, home: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("KERNOS_") or k == "KERNOS_API_PORT"
+    }
     base["KERNOS_HOME"] = str(home)
     base.update(env or {})
     return subprocess.run([KERNOS, *args], env=base, capture_output=True, text=True, timeout=120)
@@ -156,7 +158,9 @@ def test_a_raising_optional_plugin_is_skipped_with_its_name(
 def test_sigterm_stops_the_kernel_cleanly(tmp_path: Path) -> None:
     import signal
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("KERNOS_") or k == "KERNOS_API_PORT"
+    }
     env["KERNOS_HOME"] = str(tmp_path)
     proc = subprocess.Popen(
         [KERNOS, "up", "--headless", "--json"],
@@ -177,3 +181,22 @@ def test_sigterm_stops_the_kernel_cleanly(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0
     assert json.loads(out)["tenants"] == ["default"]
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from kernos.kernel.cli import cli\n"
+        "cli.main(['--help'], standalone_mode=False)\n"
+        "heavy = [m for m in ('sqlalchemy', 'pydantic', 'langgraph', 'langchain_core', 'alembic',"
+        " 'fastapi', 'textual', 'opentelemetry.sdk') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+
+
+def test_duration_must_be_a_number(tmp_path: Path) -> None:
+    result = run("up", "--headless", "--duration", "nan", home=tmp_path)
+    assert result.returncode == 2

@@ -74,3 +74,20 @@ async def test_cancelled_sleepers_and_bad_arguments() -> None:
     assert clock.monotonic() == 5
     await clock.run_until_idle(limit=10)
     assert clock.monotonic() == 15
+
+
+async def test_ticks_with_io_between_sleeps_are_not_lost() -> None:
+    clock = SimulatedClock()
+    ticks: list[float] = []
+
+    async def every_minute_with_io() -> None:
+        while True:
+            await clock.sleep(60)
+            await asyncio.to_thread(lambda: None)  # a database write, say
+            ticks.append(clock.monotonic())
+
+    task = asyncio.create_task(every_minute_with_io())
+    await clock.wait_for_sleepers(1)
+    await clock.advance(600)
+    task.cancel()
+    assert ticks == [60.0 * i for i in range(1, 11)]

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("KERNOS_") or k == "KERNOS_API_PORT"
+    }
     env["KERNOS_HOME"] = str(settings.home)
     if settings.database_url:
         env["KERNOS_DATABASE_URL"] = settings.database_url

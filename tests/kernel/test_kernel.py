@@ -67,6 +67,12 @@ async def test_a_failing_essential_startup_aborts_and_releases_everything(
 async def test_a_failing_optional_startup_is_skipped(kernos_settings: Settings) -> None:
     class Flaky:
         @hookimpl
+        def register_tools(self, register) -> None:
+            from kernos.kernel.catalog import ToolSpec
+
+            register(ToolSpec(name="mqtt_publish", description="Publish.", func=print))
+
+        @hookimpl
         def on_startup(self, kernel: Kernel) -> None:
             raise RuntimeError("MQTT broker down")
 
@@ -74,6 +80,7 @@ async def test_a_failing_optional_startup_is_skipped(kernos_settings: Settings) 
     pm.add(Flaky(), name="mqtt-bridge")
     async with Kernel(kernos_settings, plugins=pm) as kernel:
         summary = await kernel.summary()
+        assert "mqtt_publish" not in kernel.catalog.tools  # out with its plugin
     assert summary.plugins_failed == {
         "mqtt-bridge": "failed in on_startup: RuntimeError: MQTT broker down"
     }

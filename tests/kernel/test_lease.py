@@ -35,7 +35,9 @@ async def test_a_second_kernel_is_refused_until_the_first_stops(kernos_settings:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("KERNOS_") or k == "KERNOS_API_PORT"
+    }
     env["KERNOS_HOME"] = str(settings.home)
     if settings.database_url:
         env["KERNOS_DATABASE_URL"] = settings.database_url
@@ -98,3 +100,32 @@ def test_cli_refuses_a_second_kernel_and_recovers_from_kill_9(kernos_settings: S
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+async def test_a_lost_lease_stops_the_running_kernel(kernos_settings: Settings) -> None:
+    """A deleted lease file (SQLite) or a dropped lease connection (PostgreSQL)."""
+    import asyncio
+
+    from kernos.kernel.errors import LeaseLost
+
+    kernel = Kernel(kernos_settings, plugins=PluginManager(entry_points=False))
+    kernel.lease_check_seconds = 0.05
+    run = asyncio.create_task(kernel.run())
+    await asyncio.wait_for(kernel.ready.wait(), timeout=30)
+    if kernos_settings.is_sqlite:
+        (kernos_settings.home / "kernos.db.lease").unlink()
+        expected = "removed or replaced"
+    else:
+        import psycopg
+
+        dsn = kernos_settings.db_url.set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE %s",
+                (f"kernos pid={os.getpid()} %",),
+            )
+        expected = "lease connection to PostgreSQL failed|no longer held"
+    with pytest.raises(LeaseLost, match=expected):
+        await asyncio.wait_for(run, timeout=30)
+    assert not kernel.running

@@ -164,7 +164,11 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
     builtins = (*BUILTIN_PLUGINS, Builtin("optional_plugin"))
     restricted = PluginManager(builtins=builtins, entry_points=False, load_plugins=[])
     status = {i.name: i.status for i in restricted.infos()}
-    assert status == {"kernos.kernel.cli.commands": "loaded", "optional_plugin": "disabled"}
+    assert status == {
+        "kernos.kernel.cli.commands": "loaded",
+        "kernos.api.plugin": "loaded",  # essential: loads whatever the restriction says
+        "optional_plugin": "disabled",
+    }
     assert "optional_tool" not in restricted.catalog().tools
     allowed = PluginManager(builtins=builtins, entry_points=False, load_plugins=["optional_plugin"])
     assert "optional_tool" in allowed.catalog().tools

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets, ToolSpec
 from kernos.kernel.errors import Conflict, InvalidInput, NotFound
-from kernos.kernel.governed import ask_human
+from kernos.kernel.governed import ask_human, emit_event, spawn_child
 from kernos.kernel.hookspecs import hookimpl
 from kernos.kernel.identity import Principal, PrincipalKind
 from kernos.kernel.kernel import Kernel
@@ -98,6 +98,27 @@ def build_stepper(build: AgentBuild) -> Any:
     return graph.compile()
 
 
+class ParentState(TypedDict, total=False):
+    child: int
+    event_id: str
+
+
+def build_parent(build: AgentBuild) -> Any:
+    """Emits an event and starts a child, both as syscalls."""
+    from langgraph.graph import END, START, StateGraph
+
+    async def work(state: ParentState) -> ParentState:
+        event_id = await emit_event("city.truck.dispatched", {"truck": "t7"})
+        child = await spawn_child("stepper", {})
+        return {"child": child, "event_id": event_id}
+
+    graph = StateGraph(ParentState)
+    graph.add_node("work", work)
+    graph.add_edge(START, "work")
+    graph.add_edge("work", END)
+    return graph.compile()
+
+
 def build_react(build: AgentBuild) -> Any:
     from langgraph.prebuilt import create_react_agent
 
@@ -150,6 +171,7 @@ class Agents:
             )
         )
         register(AgentSpec(name="stepper", description="Three steps.", build=build_stepper))
+        register(AgentSpec(name="parent", description="Emits, spawns.", build=build_parent))
         register(
             AgentSpec(
                 name="asker",
@@ -486,3 +508,37 @@ async def test_plugins_add_and_replace_pipeline_stages(kernos_settings: Settings
         intents = [a for a in await _audit(kernel, info.pid) if a.event == "syscall.intent"]
         assert {a.rule for a in intents} == {"test-open-door"}
     assert seen.seen == [("llm.chat", "scripted"), ("tool.call", "add"), ("llm.chat", "scripted")]
+
+
+async def test_a_spawn_key_gives_one_process(kernel_factory) -> None:
+    kernel = await kernel_factory()
+    first, second = await asyncio.gather(
+        kernel.processes.spawn("asker", {}, principal=ADMIN, idempotency_key="req-1"),
+        kernel.processes.spawn("asker", {}, principal=ADMIN, idempotency_key="req-1"),
+    )
+    assert first.pid == second.pid
+    again = await kernel.processes.spawn("asker", {}, principal=ADMIN, idempotency_key="req-1")
+    assert again.pid == first.pid
+    assert len(await kernel.processes.list_processes()) == 1
+
+
+async def test_a_process_emits_events_and_spawns_children_as_syscalls(kernel_factory) -> None:
+    GATE["entered"], GATE["open"] = asyncio.Event(), asyncio.Event()
+    GATE["open"].set()
+    kernel = await kernel_factory()
+    parent = await kernel.processes.spawn("parent", {}, principal=ADMIN)
+    done = await kernel.processes.wait(parent.pid, timeout=30)
+    assert done.state is ProcessState.DONE, done.error
+    child = await kernel.processes.wait(done.output["child"], timeout=30)
+    assert (child.parent_pid, child.correlation_id) == (parent.pid, parent.correlation_id)
+    assert child.state is ProcessState.DONE
+    journal = {j.kind: j for j in await _journal(kernel, parent.pid)}
+    assert journal["process.spawn"].result == {"pid": child.pid}
+    assert journal["event.emit"].result == {"event_id": done.output["event_id"]}
+    async with kernel.db.read() as session:
+        from kernos.kernel.storage.models import EventRow
+
+        events = list(await session.scalars(select(EventRow)))
+    assert [(e.topic, e.event_id) for e in events] == [
+        ("city.truck.dispatched", done.output["event_id"])
+    ]

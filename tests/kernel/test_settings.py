@@ -10,7 +10,8 @@ from kernos.kernel.errors import ConfigError
 from kernos.kernel.settings import load_settings
 
 
-def test_defaults(kernos_home: Path) -> None:
+def test_defaults(kernos_home: Path, monkeypatch) -> None:
+    monkeypatch.delenv("KERNOS_API_PORT")  # the fixtures pick a free one for test kernels
     settings = load_settings()
     assert settings.home == kernos_home
     assert settings.api_port == 8787
@@ -102,3 +103,28 @@ def test_toml_cannot_move_home(kernos_home: Path) -> None:
     (kernos_home / "kernos.toml").write_text('home = "/elsewhere"\n')
     with pytest.raises(ConfigError, match="use KERNOS_HOME"):
         load_settings()
+
+
+def test_a_misspelled_variable_is_reported(kernos_home: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("KERNOS_DATABSE_URL", "postgresql://x/y")
+    load_settings()
+    assert "ignoring unknown setting KERNOS_DATABSE_URL; did you mean KERNOS_DATABASE_URL?" in (
+        caplog.text
+    )
+
+
+def test_database_url_values_are_never_echoed(kernos_home: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KERNOS_DATABASE_URL", "mysql://u:hunter2@h/db")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+
+
+def test_shown_urls_hide_passwords_in_the_query_too() -> None:
+    from sqlalchemy.engine import make_url
+
+    from kernos.kernel.settings import shown_url
+
+    url = make_url("postgresql+psycopg://k:pw1@db/kernos?password=pw2&sslmode=require")
+    shown = shown_url(url)
+    assert "pw1" not in shown and "pw2" not in shown and "sslmode=require" in shown

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernos.kernel.clock import SystemClock
-from kernos.kernel.errors import SchemaTooNew, StorageError
+from kernos.kernel.errors import SchemaTooNew, StorageError, StorageUnavailable
 from kernos.kernel.settings import Settings
 from kernos.kernel.storage import migrate
 from kernos.kernel.storage.database import Database
@@ -53,7 +53,7 @@ def test_an_unreachable_database_is_a_clear_storage_error(tmp_path) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url("postgresql+psycopg://kernos:secret@127.0.0.1:1/nowhere")
-    with pytest.raises(StorageError, match="cannot open or migrate database") as info:
+    with pytest.raises(StorageUnavailable, match="cannot connect to database.*reachable") as info:
         migrate.upgrade(url)
     assert "secret" not in str(info.value)
 
@@ -144,3 +144,39 @@ async def test_sqlite_runs_in_wal_mode(kernos_settings: Settings, database: Data
         fks = await session.scalar(text("PRAGMA foreign_keys"))
     assert mode == "wal"
     assert fks == 1
+
+
+async def test_a_job_raising_cancelled_error_fails_alone(database: Database) -> None:
+    async def cancelled(session: AsyncSession) -> None:
+        raise asyncio.CancelledError
+
+    outcomes = await asyncio.gather(
+        database.write(cancelled), database.write(_add_tenant("after")), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert outcomes[1] == "after"
+    # The writer is alive and keeps committing.
+    assert await asyncio.wait_for(database.write(_add_tenant("later")), timeout=10) == "later"
+
+
+async def test_a_dead_writer_refuses_work_instead_of_hanging(kernos_settings: Settings) -> None:
+    kernos_settings.home.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(migrate.upgrade, kernos_settings.db_url)
+    db = Database(kernos_settings)
+    await db.start()
+    try:
+        writer_task = db._writer._task  # the writer task, killed from outside
+        writer_task.cancel()
+        await asyncio.gather(writer_task, return_exceptions=True)
+        with pytest.raises(StorageError, match="not running"):
+            await asyncio.wait_for(db.write(_add_tenant("x")), timeout=10)
+    finally:
+        await db.stop()
+
+
+async def test_readers_cannot_write(database: Database) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    async with database.read() as session:
+        with pytest.raises(DBAPIError, match="(?i)read.only|readonly|query_only"):
+            await session.execute(text("DELETE FROM tenants"))

@@ -44,7 +44,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _env(target: Path, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("KERNOS_") or k == "KERNOS_API_PORT"
+    }
     env["PYTHONPATH"] = str(target)
     env["KERNOS_HOME"] = str(home)
     return env
@@ -103,3 +105,14 @@ def test_its_agent_graph_runs_with_its_tool(installed: Path, monkeypatch) -> Non
     result = asyncio.run(graph.ainvoke({"name": "Grace"}))
     assert result == {"name": "Grace", "greeting": "Hello, Grace!"}
     sys.modules.pop("kernos_hello", None)
+
+
+def test_load_plugins_in_kernos_toml_also_hides_its_command(
+    installed: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "kernos.toml").write_text("load_plugins = []\n")
+    result = subprocess.run(
+        [KERNOS, "hello", "Ada"], env=_env(installed, tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "No such command 'hello'" in result.stderr

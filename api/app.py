@@ -1,0 +1,38 @@
+"""``create_app(kernel)``: the FastAPI application for one kernel. Wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+
+from kernos.api.problems import install_problem_handlers
+from kernos.api.routes import approvals, health, processes, runs
+from kernos.kernel.kernel import Kernel
+from kernos.kernel.tokens import Authenticator, ensure_admin_token
+
+
+def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None = None) -> FastAPI:
+    """The API of ``kernel``.
+
+    ``authenticators`` are tried in order on each bearer token; by default the local admin
+    token of the kernel's home (created if missing).
+    """
+    app = FastAPI(
+        title="Kernos",
+        version=kernel.version,
+        summary="Control API of a Kernos kernel: runs, processes, approvals.",
+    )
+    app.state.kernel = kernel
+    app.state.authenticators = list(
+        authenticators if authenticators is not None else [ensure_admin_token(kernel.settings.home)]
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(runs.router)
+    app.include_router(processes.router)
+    app.include_router(approvals.router)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,54 @@
+"""Built-in plugin that gives a kernel its HTTP API.
+
+``on_startup`` makes sure the local admin token exists (every kernel start, so ``kernos init``
+creates it too) and, when the kernel was asked to serve (``kernos up``, ``kernos serve``),
+starts uvicorn on ``KERNOS_API_HOST:KERNOS_API_PORT``; ``on_shutdown`` stops it. FastAPI and
+uvicorn (and the kernel's storage layer) are imported only then, so loading this plugin for
+``kernos --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+from kernos.kernel.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from kernos.api.server import ApiServer
+    from kernos.kernel.kernel import Kernel
+
+_servers: WeakKeyDictionary[Kernel, ApiServer] = WeakKeyDictionary()
+
+
+def api_server(kernel: Kernel) -> ApiServer | None:
+    """The API server of ``kernel``, if it serves one."""
+    return _servers.get(kernel)
+
+
+@hookimpl
+async def on_startup(kernel: Kernel) -> None:
+    """Create the admin token if missing; serve the API if the kernel was asked to."""
+    from kernos.kernel.tokens import ensure_admin_token
+
+    token = await asyncio.to_thread(ensure_admin_token, kernel.settings.home)
+    if not kernel.serve_api:
+        return
+    from kernos.api.app import create_app
+    from kernos.api.server import ApiServer
+
+    settings = kernel.settings
+    server = ApiServer(
+        create_app(kernel, authenticators=[token]), host=settings.api_host, port=settings.api_port
+    )
+    await server.start()
+    _servers[kernel] = server
+
+
+@hookimpl
+async def on_shutdown(kernel: Kernel) -> None:
+    """Stop the API server, if this kernel runs one."""
+    server = _servers.pop(kernel, None)
+    if server is not None:
+        await server.stop()

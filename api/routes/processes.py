@@ -1,0 +1,53 @@
+"""``/v1/processes``: list, read and signal the caller's tenant's processes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from kernos.api.deps import CurrentPrincipal, ProcessesDep
+from kernos.api.schemas import ProcessList, ProcessPublic, SignalRequest
+from kernos.kernel.processes import ProcessState
+
+router = APIRouter(prefix="/v1/processes", tags=["processes"])
+
+
+@router.get("", response_model=ProcessList, summary="List processes")
+async def list_processes(
+    principal: CurrentPrincipal,
+    processes: ProcessesDep,
+    state: Annotated[
+        ProcessState | None, Query(description="Only processes in this state.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most processes returned.")] = 100,
+) -> ProcessList:
+    """The caller's tenant's processes, newest first."""
+    found = await processes.list_processes(
+        tenant=principal.tenant, states=None if state is None else [state]
+    )
+    return ProcessList(
+        data=[ProcessPublic.model_validate(p.as_dict()) for p in found[:limit]],
+        count=len(found),
+    )
+
+
+@router.get("/{pid}", response_model=ProcessPublic, summary="Get a process")
+async def get_process(
+    pid: int, principal: CurrentPrincipal, processes: ProcessesDep
+) -> ProcessPublic:
+    """One process (404 if it is missing or belongs to another tenant)."""
+    info = await processes.get(pid, tenant=principal.tenant)
+    return ProcessPublic.model_validate(info.as_dict())
+
+
+@router.post("/{pid}/signal", response_model=ProcessPublic, summary="Signal a process")
+async def signal_process(
+    pid: int, body: SignalRequest, principal: CurrentPrincipal, processes: ProcessesDep
+) -> ProcessPublic:
+    """Suspend, resume or kill (children too). Suspend and kill take effect at the next step
+    boundary, so a running process may still show ``running``. Killing a finished process
+    changes nothing and answers 200 with it; suspending or resuming in the wrong state is 409.
+    """
+    info = await processes.signal(pid, body.signal, tenant=principal.tenant)
+    return ProcessPublic.model_validate(info.as_dict())

@@ -1,0 +1,44 @@
+"""``POST /v1/runs``: start a process of an agent, optionally waiting for it to finish."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from kernos.api.deps import CurrentPrincipal, ProcessesDep
+from kernos.api.schemas import ProcessPublic, RunCreate
+from kernos.kernel.processes import SETTLED, TERMINAL
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProcessPublic,
+    summary="Start a run",
+    responses={
+        200: {"description": "Waited, and the process finished (done, failed or killed)."},
+        202: {"description": "Waited, and the process is still live; follow Location."},
+    },
+)
+async def create_run(
+    body: RunCreate,
+    principal: CurrentPrincipal,
+    processes: ProcessesDep,
+    response: Response,
+) -> ProcessPublic:
+    """Commit a new process for ``agent`` (before it starts) and start it.
+
+    Without ``wait``: 201 and the process as accepted. With ``wait``: 200 and the finished
+    process if it finished within ``wait`` seconds, else 202 with the process as it is.
+    """
+    info = await processes.spawn(
+        body.agent, body.input or {}, principal=principal, priority=body.priority
+    )
+    response.headers["Location"] = f"/v1/processes/{info.pid}"
+    if body.wait is not None:
+        # SETTLED, not TERMINAL: a process waiting for a human cannot finish within the
+        # request, so answer 202 at once instead of holding the connection until `wait`.
+        info = await processes.wait(info.pid, timeout=body.wait, until=SETTLED)
+        response.status_code = 200 if info.state in TERMINAL else 202
+    return ProcessPublic.model_validate(info.as_dict())

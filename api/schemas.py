@@ -1,0 +1,160 @@
+"""Request and response bodies of the HTTP API (separate from the kernel's records).
+
+Requests refuse unknown fields, so a misspelled option is a 422 rather than silently ignored.
+Responses mirror the kernel's ``as_dict()`` forms, which are also what the CLI prints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from kernos.kernel.processes import ProcessState, Signal
+
+MAX_WAIT_SECONDS = 300.0
+"""Longest a ``POST /v1/runs`` may hold the request open."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunCreate(_Request):
+    """``POST /v1/runs``: start a process of an agent."""
+
+    agent: str = Field(min_length=1, max_length=64, description="Agent name.", examples=["hello"])
+    input: dict[str, Any] | None = Field(
+        default=None,
+        description="Input of the agent (checked against its input schema).",
+        examples=[{"name": "Ada"}],
+    )
+    priority: int | None = Field(
+        default=None, ge=-1000, le=1000, description="Overrides the agent's default priority."
+    )
+    wait: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the process to finish: 200 with the finished process "
+        "if it did, else 202 (it runs on; follow Location).",
+    )
+
+
+class SignalRequest(_Request):
+    """``POST /v1/processes/{pid}/signal``."""
+
+    signal: Signal = Field(description="suspend, resume or kill (kill takes the children too).")
+
+
+class DecisionRequest(_Request):
+    """``POST /v1/approvals/{id}``: answer a question a process asked a human."""
+
+    approved: StrictBool
+    value: Any = Field(default=None, description="The answer's value, handed to the process.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class BudgetsPublic(BaseModel):
+    """Per-process limits (``null``: unlimited)."""
+
+    max_tokens: int | None
+    max_tool_calls: int | None
+    max_wall_seconds: float | None
+    max_cost: float | None
+
+
+class UsagePublic(BaseModel):
+    """Resources a process has used."""
+
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+    llm_calls: int
+    cost: float
+
+
+class ProcessPublic(BaseModel):
+    """A process as the API returns it."""
+
+    pid: int
+    tenant: str
+    owner: str
+    agent: str
+    agent_version: str
+    parent_pid: int | None
+    state: ProcessState
+    waiting_on: str | None
+    priority: int
+    thread_id: str
+    correlation_id: str
+    input: Any
+    output: Any
+    error: Any
+    budgets: BudgetsPublic
+    usage: UsagePublic
+    wall_seconds: float
+    steps: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class ProcessList(BaseModel):
+    """A page of processes, newest first; ``count`` is how many matched before ``limit``."""
+
+    data: list[ProcessPublic]
+    count: int
+
+
+class ApprovalPublic(BaseModel):
+    """A question to a human, pending or decided."""
+
+    id: str
+    pid: int
+    tenant: str
+    kind: str
+    question: str
+    proposed: Any
+    required_role: str | None
+    status: str
+    answer: Any
+    decided_by: str | None
+    comment: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class ApprovalList(BaseModel):
+    """Approvals, oldest first."""
+
+    data: list[ApprovalPublic]
+    count: int
+
+
+ApprovalStatus = Literal["pending", "approved", "denied", "all"]
+"""Filter of ``GET /v1/approvals``."""
+
+
+class Health(BaseModel):
+    """``GET /healthz``."""
+
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+__all__ = [
+    "MAX_WAIT_SECONDS",
+    "ApprovalList",
+    "ApprovalPublic",
+    "ApprovalStatus",
+    "BudgetsPublic",
+    "DecisionRequest",
+    "Health",
+    "ProcessList",
+    "ProcessPublic",
+    "RunCreate",
+    "SignalRequest",
+    "UsagePublic",
+]

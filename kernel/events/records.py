@@ -1,0 +1,167 @@
+"""The records of the event bus: events, triggers, dead letters, and the callback shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kernos.kernel.errors import InvalidInput
+from kernos.kernel.events.topics import check_pattern, check_topic
+from kernos.kernel.identity import Principal, check_name
+
+if TYPE_CHECKING:
+    from kernos.kernel.processes import ProcessInfo
+
+_EVENT_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened, published on a topic within one tenant.
+
+    ``id`` is the idempotency key: publishing an event whose id the tenant already has is a
+    no-op that returns the stored event, and handlers receive the same id on every redelivery
+    (use it to deduplicate their effects). Leave it out to get a fresh uuid4. ``time`` is set
+    from the kernel clock when the event is published, unless the publisher supplies one.
+    """
+
+    topic: str
+    tenant: str
+    source: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=_new_id)
+    time: datetime | None = None
+    correlation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_topic(self.topic)
+        check_name(self.tenant, what="tenant")
+        if not isinstance(self.id, str) or not _EVENT_ID.match(self.id):
+            raise InvalidInput(
+                f"event id {self.id!r} is invalid: use 1-64 printable ASCII characters, no spaces"
+            )
+        if not isinstance(self.source, str) or not 0 < len(self.source) <= 127:
+            raise InvalidInput("event source must be a principal subject or plugin name")
+        if self.correlation_id is not None and not 0 < len(self.correlation_id) <= 64:
+            raise InvalidInput("event correlation_id must be 1-64 characters")
+        if self.time is not None and self.time.tzinfo is None:
+            raise InvalidInput("event time must be timezone-aware")
+        if not isinstance(self.data, dict):
+            raise InvalidInput(f"event data must be a JSON object, not {type(self.data).__name__}")
+        try:
+            json.dumps(self.data, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"event data is not JSON: {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what a trigger hands its agent by default)."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "source": self.source,
+            "data": self.data,
+            "time": self.time.isoformat() if self.time else None,
+            "correlation_id": self.correlation_id,
+        }
+
+
+class EventHandler(Protocol):
+    """An in-process subscriber: called at least once per matching event.
+
+    It must be idempotent, keyed by ``event.id``: a delivery that was interrupted (a crash, a
+    timeout, a failure after a partial effect) is delivered again. Raising marks the attempt
+    failed; it is retried with backoff and dead-lettered after the last attempt.
+    """
+
+    async def __call__(self, event: Event, /) -> None:
+        """Handle ``event``."""
+
+
+class Spawner(Protocol):
+    """How the bus starts a trigger's agent (``kernel.processes.spawn``)."""
+
+    async def __call__(
+        self,
+        agent: str,
+        input: dict[str, Any] | None = None,
+        *,
+        principal: Principal,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ProcessInfo:
+        """Commit a new process for ``agent`` and start it (once per ``idempotency_key``)."""
+
+
+InputMap = Callable[[Event], dict[str, Any]]
+"""Builds a trigger's agent input from the event that fired it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trigger:
+    """When an event of ``tenant`` matches ``pattern``, spawn ``agent`` as ``principal``.
+
+    The agent's input is ``{"event": event.as_dict()}`` unless ``input_map`` builds another;
+    its correlation id is the event's (or the event id). Each trigger spawns at most one
+    process per event, however often the event is published or redelivered.
+    """
+
+    name: str
+    pattern: str
+    agent: str
+    tenant: str
+    principal: Principal
+    input_map: InputMap | None = None
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, what="trigger")
+        check_pattern(self.pattern)
+        check_name(self.tenant, what="tenant")
+        if self.principal.tenant != self.tenant:
+            raise InvalidInput(
+                f"trigger {self.name!r} acts in tenant {self.tenant!r}, so its principal must "
+                f"belong to it (got {self.principal.subject!r})"
+            )
+
+    def input_for(self, event: Event) -> dict[str, Any]:
+        """The agent input for ``event``."""
+        if self.input_map is None:
+            return {"event": event.as_dict()}
+        return self.input_map(event)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A delivery that failed every attempt, as operators inspect it."""
+
+    id: int
+    event: Event
+    subscriber: str
+    attempts: int
+    error: str | None
+    created_at: datetime
+    replayed_at: datetime | None = None
+    replayed_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "event": self.event.as_dict(),
+            "subscriber": self.subscriber,
+            "attempts": self.attempts,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None,
+            "replayed_by": self.replayed_by,
+        }

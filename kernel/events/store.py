@@ -1,0 +1,400 @@
+"""The durable side of the event bus: events, delivery rows and dead letters in SQL.
+
+Every method is one read or one write through the kernel's single writer; each write job
+touches only its session (the writer may run it twice before it commits) and writes its audit
+record in the same transaction. The state machine of a delivery row::
+
+    pending ──attempt succeeds──► delivered
+       │  ▲
+       │  └─ attempt fails, attempts left: next_attempt_at = now + backoff
+       └──── attempts used up ──► dead (+ a dead letter) ──replay──► pending (attempts = 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernos.kernel.clock import Clock
+from kernos.kernel.errors import Conflict, InvalidInput, NotFound
+from kernos.kernel.events.records import DeadLetter, Event
+from kernos.kernel.storage.database import Database
+from kernos.kernel.storage.models import (
+    DeadLetterRow,
+    EventDeliveryRow,
+    EventRow,
+    TenantRow,
+)
+from kernos.kernel.syscalls import AuditRecord, AuditSink
+
+BUS_PRINCIPAL = "kernel"
+"""The principal audit records name when the bus itself acts (dead-lettering)."""
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery row stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A pending delivery as its task sees it before an attempt."""
+
+    subscriber: str
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One started (committed) attempt of one delivery."""
+
+    delivery_id: int
+    event_seq: int
+    subscriber: str
+    attempt: int
+    event: Event
+    pid: int | None
+    created_at: datetime
+
+
+def _event(row: EventRow, tenant: str) -> Event:
+    return Event(
+        id=row.event_id,
+        topic=row.topic,
+        tenant=tenant,
+        source=row.source,
+        data=row.data,
+        time=row.time,
+        correlation_id=row.correlation_id,
+    )
+
+
+def _dead_letter(row: DeadLetterRow, event: Event) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        event=event,
+        subscriber=row.subscriber,
+        attempts=row.attempts,
+        error=row.error,
+        created_at=row.created_at,
+        replayed_at=row.replayed_at,
+        replayed_by=row.replayed_by,
+    )
+
+
+_DEAD_LETTERS = (
+    select(DeadLetterRow, EventRow, TenantRow.name)
+    .join(EventDeliveryRow, EventDeliveryRow.id == DeadLetterRow.delivery_id)
+    .join(EventRow, EventRow.seq == EventDeliveryRow.event_seq)
+    .join(TenantRow, TenantRow.id == DeadLetterRow.tenant_id)
+)
+"""Dead letters with their events and tenant names (statements are immutable: shared)."""
+
+
+class EventStore:
+    """Events, deliveries and dead letters on one kernel database."""
+
+    def __init__(
+        self, db: Database, clock: Clock, audit_sink: AuditSink, *, max_attempts: int
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self.audit_sink = audit_sink
+        self.max_attempts = max_attempts
+
+    # -- Publishing -----------------------------------------------------------------------
+
+    async def insert(
+        self, plans: list[tuple[Event, list[str]]], now: datetime
+    ) -> tuple[list[Event], list[int]]:
+        """Commit new events with a pending delivery per subscriber key, audited.
+
+        Returns the events as stored (an id the tenant already has yields the stored event
+        and no deliveries) and the ids of the new deliveries. ``NotFound`` for an unknown
+        tenant.
+        """
+
+        async def job(session: AsyncSession) -> tuple[list[Event], list[int]]:
+            names = {event.tenant for event, _ in plans}
+            found = await session.execute(
+                select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
+            )
+            tenant_ids = {name: tid for name, tid in found.all()}
+            stored: list[Event] = []
+            new: list[int] = []
+            for event, keys in plans:
+                tenant_id = tenant_ids.get(event.tenant)
+                if tenant_id is None:
+                    raise NotFound(f"tenant {event.tenant!r} does not exist")
+                # Flushed inserts are visible here, so a repeated id within one batch is
+                # caught as well as one from an earlier commit.
+                existing = await session.scalar(
+                    select(EventRow).where(
+                        EventRow.tenant_id == tenant_id, EventRow.event_id == event.id
+                    )
+                )
+                if existing is not None:
+                    stored.append(_event(existing, event.tenant))
+                    continue
+                row = EventRow(
+                    tenant_id=tenant_id,
+                    event_id=event.id,
+                    topic=event.topic,
+                    source=event.source,
+                    data=event.data,
+                    time=event.time or now,
+                    correlation_id=event.correlation_id,
+                )
+                session.add(row)
+                await session.flush()
+                deliveries = [
+                    EventDeliveryRow(
+                        event_seq=row.seq,
+                        subscriber=key,
+                        status=DeliveryStatus.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for key in keys
+                ]
+                session.add_all(deliveries)
+                await session.flush()
+                new.extend(d.id for d in deliveries)
+                await self.audit_sink.append(
+                    session,
+                    AuditRecord(
+                        event="event.published",
+                        tenant=event.tenant,
+                        principal=event.source,
+                        target=event.topic,
+                        args={"event_id": event.id, "subscribers": keys},
+                        correlation_id=event.correlation_id,
+                    ),
+                )
+                stored.append(event)
+            return stored, new
+
+        return await self._db.write(job)
+
+    # -- Delivering -----------------------------------------------------------------------
+
+    async def pending(self, subscriber: str | None = None) -> list[tuple[int, str]]:
+        """(delivery id, subscriber key) of pending deliveries, oldest first."""
+        query = select(EventDeliveryRow.id, EventDeliveryRow.subscriber).where(
+            EventDeliveryRow.status == DeliveryStatus.PENDING.value
+        )
+        if subscriber is not None:
+            query = query.where(EventDeliveryRow.subscriber == subscriber)
+        async with self._db.read() as session:
+            rows = (await session.execute(query.order_by(EventDeliveryRow.id))).all()
+        return [(delivery_id, key) for delivery_id, key in rows]
+
+    async def due(self, delivery_id: int) -> Due | None:
+        """The delivery's subscriber and next attempt time, or ``None`` unless pending."""
+        async with self._db.read() as session:
+            found = (
+                await session.execute(
+                    select(
+                        EventDeliveryRow.subscriber,
+                        EventDeliveryRow.status,
+                        EventDeliveryRow.next_attempt_at,
+                    ).where(EventDeliveryRow.id == delivery_id)
+                )
+            ).first()
+        if found is None or found[1] != DeliveryStatus.PENDING.value:
+            return None
+        return Due(subscriber=found[0], next_attempt_at=found[2])
+
+    async def claim(self, delivery_id: int) -> Claim | None:
+        """Commit the start of an attempt; ``None`` if the delivery is no longer pending.
+
+        A delivery whose attempts were all started and none finished (the kernel stopped
+        during each) is dead-lettered here instead.
+        """
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> Claim | None:
+            row = await session.get(EventDeliveryRow, delivery_id)
+            if row is None or row.status != DeliveryStatus.PENDING.value:
+                return None
+            found = (
+                await session.execute(
+                    select(EventRow, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == EventRow.tenant_id)
+                    .where(EventRow.seq == row.event_seq)
+                )
+            ).one()
+            event = _event(found[0], found[1])
+            if row.attempts >= self.max_attempts:
+                error = "the last attempt did not finish (the kernel stopped during it)"
+                if row.last_error:
+                    error = f"{error}; before that: {row.last_error}"
+                row.last_error = error
+                await self._bury(session, row, found[0].tenant_id, event, now)
+                return None
+            row.attempts += 1
+            row.updated_at = now
+            return Claim(
+                delivery_id=row.id,
+                event_seq=row.event_seq,
+                subscriber=row.subscriber,
+                attempt=row.attempts,
+                event=event,
+                pid=row.pid,
+                created_at=row.created_at,
+            )
+
+        return await self._db.write(job)
+
+    async def fail(self, claim: Claim, error: str, *, retry_at: datetime) -> bool:
+        """Record a failed attempt: retry at ``retry_at``, or dead-letter the delivery if it
+        has no attempts left. Returns whether a retry is scheduled."""
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> bool:
+            row = await session.get(EventDeliveryRow, claim.delivery_id)
+            if row is None or row.status != DeliveryStatus.PENDING.value:
+                return False
+            row.last_error = error
+            row.updated_at = now
+            if row.attempts >= self.max_attempts:
+                tenant_id = await session.scalar(
+                    select(EventRow.tenant_id).where(EventRow.seq == row.event_seq)
+                )
+                assert tenant_id is not None  # the foreign key guarantees the event
+                await self._bury(session, row, tenant_id, claim.event, now)
+                return False
+            row.next_attempt_at = retry_at
+            return True
+
+        return await self._db.write(job)
+
+    async def succeed(self, claim: Claim, *, pid: int | None) -> None:
+        """Mark the delivery delivered (with the pid a trigger spawned)."""
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> None:
+            row = await session.get(EventDeliveryRow, claim.delivery_id)
+            if row is None:
+                return
+            row.status = DeliveryStatus.DELIVERED.value
+            row.pid = pid
+            row.delivered_at = now
+            row.updated_at = now
+
+        await self._db.write(job)
+
+    async def _bury(
+        self,
+        session: AsyncSession,
+        row: EventDeliveryRow,
+        tenant_id: int,
+        event: Event,
+        now: datetime,
+    ) -> None:
+        """Move a delivery to the dead-letter queue, audited, in the caller's transaction."""
+        row.status = DeliveryStatus.DEAD.value
+        row.updated_at = now
+        dead = DeadLetterRow(
+            delivery_id=row.id,
+            tenant_id=tenant_id,
+            subscriber=row.subscriber,
+            attempts=row.attempts,
+            error=row.last_error,
+            created_at=now,
+        )
+        session.add(dead)
+        await session.flush()
+        await self.audit_sink.append(
+            session,
+            AuditRecord(
+                event="event.dead_lettered",
+                tenant=event.tenant,
+                principal=BUS_PRINCIPAL,
+                target=event.topic,
+                args={
+                    "event_id": event.id,
+                    "subscriber": row.subscriber,
+                    "attempts": row.attempts,
+                    "dead_letter_id": dead.id,
+                },
+                summary=row.last_error,
+                correlation_id=event.correlation_id,
+            ),
+        )
+
+    # -- Dead-letter queue ----------------------------------------------------------------
+
+    async def dead_letters(
+        self, *, tenant: str | None, limit: int, include_replayed: bool
+    ) -> list[DeadLetter]:
+        """Dead letters, newest first (see ``EventBus.dead_letters``)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        query = _DEAD_LETTERS
+        if tenant is not None:
+            query = query.where(TenantRow.name == tenant)
+        if not include_replayed:
+            query = query.where(DeadLetterRow.replayed_at.is_(None))
+        query = query.order_by(DeadLetterRow.id.desc()).limit(limit)
+        async with self._db.read() as session:
+            rows = (await session.execute(query)).all()
+        return [_dead_letter(dead, _event(event, name)) for dead, event, name in rows]
+
+    async def replay(
+        self, dead_letter_id: int, *, tenant: str | None, by: str
+    ) -> tuple[DeadLetter, int]:
+        """Make a dead letter's delivery pending again with no attempts used, audited.
+
+        Returns the dead letter as replayed and the delivery id. Raises ``NotFound`` (unknown
+        or another tenant's) and ``Conflict`` (already replayed).
+        """
+        now = self._clock.now()
+
+        async def job(session: AsyncSession) -> tuple[DeadLetter, int]:
+            query = _DEAD_LETTERS.where(DeadLetterRow.id == dead_letter_id)
+            found = (await session.execute(query)).first()
+            if found is None or (tenant is not None and found[2] != tenant):
+                where = f" in tenant {tenant!r}" if tenant is not None else ""
+                raise NotFound(f"no dead letter {dead_letter_id}{where}")
+            dead, event_row, tenant_name = found
+            if dead.replayed_at is not None:
+                raise Conflict(
+                    f"dead letter {dead_letter_id} was already replayed by {dead.replayed_by}"
+                )
+            delivery = await session.get(EventDeliveryRow, dead.delivery_id)
+            assert delivery is not None  # the foreign key guarantees it
+            delivery.status = DeliveryStatus.PENDING.value
+            delivery.attempts = 0
+            delivery.next_attempt_at = now
+            delivery.updated_at = now
+            dead.replayed_at = now
+            dead.replayed_by = by
+            event = _event(event_row, tenant_name)
+            await self.audit_sink.append(
+                session,
+                AuditRecord(
+                    event="event.replayed",
+                    tenant=tenant_name,
+                    principal=by,
+                    target=event.topic,
+                    args={
+                        "event_id": event.id,
+                        "subscriber": dead.subscriber,
+                        "dead_letter_id": dead.id,
+                    },
+                    correlation_id=event.correlation_id,
+                ),
+            )
+            return _dead_letter(dead, event), dead.delivery_id
+
+        return await self._db.write(job)

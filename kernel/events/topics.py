@@ -1,0 +1,63 @@
+"""Topic names and the patterns that subscribe to them.
+
+Topics are dotted lowercase names (``sensor.bin.fill``). Patterns use the MQTT/AMQP wildcards:
+``*`` matches exactly one segment and ``#``, allowed only as the last segment, matches whatever
+is left, including nothing (``sensor.#`` matches ``sensor`` and ``sensor.bin.fill``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from kernos.kernel.errors import InvalidInput
+
+TOPIC_MAX = 128
+"""Longest topic (and pattern) accepted, in characters."""
+
+_TOPIC = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+_SEGMENT = re.compile(r"^([a-z0-9_]+|\*|#)$")
+
+
+def check_topic(topic: str) -> str:
+    """Return ``topic`` if it is a valid dotted topic name, else raise ``InvalidInput``."""
+    if not isinstance(topic, str) or len(topic) > TOPIC_MAX or not _TOPIC.match(topic):
+        raise InvalidInput(
+            f"event topic {topic!r} is invalid: use dot-separated segments of lowercase "
+            f"letters, digits and '_' (like 'sensor.bin.fill'), at most {TOPIC_MAX} characters"
+        )
+    return topic
+
+
+def check_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a valid topic pattern, else raise ``InvalidInput``."""
+    _segments(pattern)
+    return pattern
+
+
+@lru_cache(maxsize=1024)
+def _segments(pattern: str) -> tuple[str, ...]:
+    if not isinstance(pattern, str) or not pattern or len(pattern) > TOPIC_MAX:
+        raise InvalidInput(f"topic pattern {pattern!r} is empty or too long")
+    parts = tuple(pattern.split("."))
+    for index, part in enumerate(parts):
+        if not _SEGMENT.match(part):
+            raise InvalidInput(
+                f"topic pattern {pattern!r} is invalid: each segment is a name, '*' (one "
+                "segment) or '#' (the rest)"
+            )
+        if part == "#" and index != len(parts) - 1:
+            raise InvalidInput(f"topic pattern {pattern!r} is invalid: '#' must come last")
+    return parts
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``pattern`` (``*`` one segment, ``#`` the rest, maybe none)."""
+    parts = _segments(pattern)
+    segments = topic.split(".")
+    for index, part in enumerate(parts):
+        if part == "#":
+            return True
+        if index >= len(segments) or (part != "*" and part != segments[index]):
+            return False
+    return len(parts) == len(segments)
