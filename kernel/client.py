@@ -226,5 +226,18 @@ class KernosClient:
         )
         return result
 
+    def dead_letters(self, *, include_replayed: bool = False) -> list[dict[str, Any]]:
+        """``GET /v1/events/dlq``: deliveries that failed every attempt, newest first."""
+        page = self._json(
+            "GET", "/v1/events/dlq", params={"include_replayed": str(include_replayed).lower()}
+        )
+        data: list[dict[str, Any]] = page["data"]
+        return data
+
+    def replay(self, dead_letter_id: int) -> dict[str, Any]:
+        """``POST /v1/events/dlq/{id}/replay``: deliver a dead letter again."""
+        result: dict[str, Any] = self._json("POST", f"/v1/events/dlq/{dead_letter_id}/replay")
+        return result
+
 
 __all__ = ["DEFAULT_TIMEOUT", "KernosClient", "base_url_for", "error_from_problem"]

@@ -179,7 +179,12 @@ class Kernel:
                     self, KernosCheckpointSaver(self.db, on_checkpoint=self._on_checkpoint)
                 )
                 self._events = EventBus(
-                    self.db, self.clock, self.audit_sink, spawn=self._processes.spawn
+                    self.db,
+                    self.clock,
+                    self.audit_sink,
+                    spawn=self._processes.spawn,
+                    max_attempts=self.settings.event_max_attempts,
+                    backoff_base=self.settings.event_backoff_seconds,
                 )
                 self._running = True
                 await self.plugins.startup(self)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     writer_max_batch: int = Field(default=512, ge=1, le=100_000)
     """Most write jobs the single writer commits in one transaction (group commit)."""
 
+    event_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Delivery attempts per event and subscriber before it goes to the dead-letter queue."""
+
+    event_backoff_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """First retry delay of a failed delivery; it doubles per attempt (with jitter)."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -30,3 +30,6 @@ def register_commands(register: Callable[[LazyCommand], None]) -> None:
             "approvals", "kernos.kernel.cli.approvals:approvals", "List and answer approvals."
         )
     )
+    register(
+        LazyCommand("events", "kernos.kernel.cli.events:events", "Inspect and replay dead letters.")
+    )

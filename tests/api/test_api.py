@@ -363,3 +363,44 @@ async def test_stopping_the_kernel_frees_the_port(kernos_home: Path) -> None:
             await http.get(f"http://127.0.0.1:{port}/healthz")
     kernel = await start_kernel(kernos_home, port)  # and it can be bound again at once
     await kernel.stop()
+
+
+async def test_the_dead_letter_queue_over_http(kernos_home: Path) -> None:
+    from kernos.kernel.events import Event
+
+    port = free_port()
+    settings = load_settings(home=kernos_home, api_port=port, event_max_attempts=1)
+    kernel = Kernel(settings, plugins=PluginManager(entry_points=False), serve_api=True)
+    await kernel.start()
+    calls: list[str] = []
+
+    async def flaky(event: Event) -> None:
+        calls.append(event.id)
+        if len(calls) == 1:
+            raise ConnectionError("routing service down")
+
+    try:
+        kernel.events.subscribe("sensor.#", flaky, name="router")
+        await kernel.events.publish(
+            Event(id="e1", topic="sensor.bin.fill", tenant="default", source="test", data={})
+        )
+        await kernel.events.drain()
+        headers = {"Authorization": f"Bearer {read_admin_token(kernos_home)}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+        ) as http:
+            page = (await http.get("/v1/events/dlq")).json()
+            [dead] = page["data"]
+            assert (dead["subscriber"], dead["event"]["id"]) == ("handler:router", "e1")
+            assert "routing service down" in dead["error"]
+            replayed = await http.post(f"/v1/events/dlq/{dead['id']}/replay")
+            assert replayed.status_code == 200, replayed.text
+            await kernel.events.drain()
+            assert calls == ["e1", "e1"]
+            assert (await http.get("/v1/events/dlq")).json()["count"] == 0
+            again = await http.post(f"/v1/events/dlq/{dead['id']}/replay")
+            assert_problem(again, 409, "conflict")
+            missing = await http.post("/v1/events/dlq/999/replay")
+            assert_problem(missing, 404, "not_found")
+    finally:
+        await kernel.stop()

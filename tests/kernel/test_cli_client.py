@@ -271,3 +271,22 @@ def test_every_command_explains_itself(args: tuple[str, ...]) -> None:
 
 def test_the_cli_knows_every_process_state() -> None:
     assert set(STATES) == {state.value for state in ProcessState}
+
+
+def test_events_dlq_and_replay(server: Server) -> None:
+    listed = server.kernos("events", "dlq", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    table = server.kernos("events", "dlq")
+    assert table.stdout.split()[:7] == [
+        "ID",
+        "TOPIC",
+        "EVENT",
+        "SUBSCRIBER",
+        "TRIES",
+        "AGE",
+        "LAST",
+    ]
+    missing = server.kernos("events", "replay", "999")
+    assert missing.returncode == 2
+    assert "999" in one_error_line(missing)
