@@ -10,6 +10,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import select
 
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets, ToolSpec
@@ -23,6 +25,7 @@ from kernos.kernel.processes import SETTLED, ProcessState, Signal
 from kernos.kernel.settings import Settings
 from kernos.kernel.storage.models import AuditRow, SyscallRow, TenantUsageRow
 from kernos.kernel.syscalls import Proceed, Stage, Syscall, SyscallResult
+from kernos.kernel.telemetry import Telemetry
 
 ADMIN = Principal(tenant="default", name="admin", kind=PrincipalKind.PERSON)
 EFFECTS: list[str] = []
@@ -195,10 +198,14 @@ def _clear_effects() -> None:
     EFFECTS.clear()
 
 
+SPANS = InMemorySpanExporter()
+
+
 async def start_kernel(settings: Settings, llm: Any = None) -> Kernel:
     plugins = PluginManager(entry_points=False)
     plugins.add(Agents(), name="test-agents")
-    kernel = Kernel(settings, plugins=plugins, llm=llm)
+    telemetry = Telemetry(span_processors=[SimpleSpanProcessor(SPANS)])
+    kernel = Kernel(settings, plugins=plugins, llm=llm, telemetry=telemetry)
     await kernel.start()
     return kernel
 
@@ -239,6 +246,7 @@ async def test_a_langgraph_tool_calling_agent_runs_governed(kernel_factory) -> N
         ),
     )
     kernel = await kernel_factory(llm)
+    SPANS.clear()
     info = await kernel.processes.spawn("calc", {"messages": [("user", "20+22?")]}, principal=ADMIN)
     assert info.state is ProcessState.PENDING
     done = await kernel.processes.wait(info.pid, timeout=30)
@@ -263,6 +271,17 @@ async def test_a_langgraph_tool_calling_agent_runs_governed(kernel_factory) -> N
     async with kernel.db.read() as session:
         usage = (await session.scalars(select(TenantUsageRow))).one()
     assert (usage.llm_calls, usage.tool_calls, usage.output_tokens) == (2, 1, 6)
+    # Each syscall has its span, with the GenAI span of the call inside it.
+    spans = SPANS.get_finished_spans()
+    names = [s.name for s in spans]
+    assert names.count("kernos.syscall llm.chat") == 2 and names.count("chat scripted") == 2
+    assert names.count("kernos.syscall tool.call") == 1 and names.count("execute_tool add") == 1
+    tool_span = next(s for s in spans if s.name == "execute_tool add")
+    parent = next(s for s in spans if s.name == "kernos.syscall tool.call")
+    assert tool_span.parent is not None and tool_span.parent.span_id == parent.context.span_id
+    trace_ids = {format(parent.context.trace_id, "032x")}
+    audited = {a.trace_id for a in await _audit(kernel, info.pid) if a.target == "add"}
+    assert audited == trace_ids  # the audit records carry the syscall's trace id
 
 
 async def test_a_principal_without_grants_is_denied_and_audited(kernel_factory) -> None:
