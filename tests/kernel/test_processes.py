@@ -9,9 +9,9 @@ from typing import Any, TypedDict
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
-from pydantic import BaseModel
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets, ToolSpec
