@@ -1,7 +1,14 @@
 """Run every Kernos benchmark and print a Markdown report: ``make bench``.
 
 Each benchmark reports medians and a ratio against a baseline measured in the same run
-(these machines are noisy; absolute numbers move, ratios much less).
+(these machines are noisy; absolute numbers move, ratios much less). Besides the two below,
+it runs the kernel-core scripts, each in its own interpreter (so peak RSS is its own):
+``syscall_overhead.py``, ``durable_step.py``, ``spawn.py`` and ``concurrent_steps.py``.
+Each can also be run alone: ``python bench/NAME.py [--quick]``.
+
+``python bench/run.py --quick`` is the smoke run (every benchmark at small sizes, a few
+minutes): targets are reported "met" / "not met", never asserted; it fails only if a script
+crashes.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ("syscall_overhead", "durable_step", "spawn", "concurrent_steps")
 
 
 def _time_command(argv: list[str], runs: int) -> float:
@@ -101,15 +110,38 @@ def bench_group_commit(n: int = 2000, reps: int = 3) -> list[str]:
     ]
 
 
+def run_script(name: str, quick: bool) -> tuple[list[str], bool]:
+    """Run ``bench/NAME.py`` and return its section (without its own machine line)."""
+    argv = [sys.executable, str(HERE / f"{name}.py"), *(["--quick"] if quick else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-15:]
+        return [f"## {name}: FAILED (exit {done.returncode})", "", "```", *tail, "```", ""], False
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("Machine:")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    return [*lines, ""], True
+
+
 def main() -> None:
+    quick = "--quick" in sys.argv[1:]
     header = [
-        "# Benchmark run",
+        "# Benchmark run" + (" (--quick: smoke sizes, not numbers to quote)" if quick else ""),
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {platform.platform()}",
         "",
     ]
-    print("\n".join(header + bench_cli_startup() + bench_group_commit()))
+    print("\n".join(header), flush=True)
+    print("\n".join(bench_cli_startup(5 if quick else 15)), flush=True)
+    print("\n".join(bench_group_commit(500 if quick else 2000, 1 if quick else 3)), flush=True)
+    ok = True
+    for name in SCRIPTS:
+        lines, passed = run_script(name, quick)
+        ok = ok and passed
+        print("\n".join(lines), flush=True)
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
