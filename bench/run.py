@@ -57,7 +57,7 @@ def bench_cli_startup(runs: int = 15) -> list[str]:
 
 
 async def _writes(concurrent: bool, n: int, home: Path) -> float:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
 
     from kernos.kernel.clock import SystemClock
     from kernos.kernel.settings import load_settings
@@ -73,7 +73,7 @@ async def _writes(concurrent: bool, n: int, home: Path) -> float:
     now = SystemClock().now()
 
     def job(i: int):
-        async def write(session: AsyncSession) -> None:
+        def write(session: Session) -> None:
             session.add(TenantRow(name=f"t{i}", display_name="", created_at=now, disabled=False))
 
         return write

@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Tuple
 from sqlalchemy.sql.expression import cast as sql_cast
 
@@ -89,9 +90,9 @@ class CheckpointHook(Protocol):
     the run's configurable keys); the new checkpoint's id is ``checkpoint["id"]``.
     """
 
-    async def __call__(
+    def __call__(
         self,
-        session: AsyncSession,
+        session: Session,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
@@ -191,12 +192,12 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         }
         hook = self._on_checkpoint
 
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             if blob_rows:
-                await session.execute(self._add_blobs, blob_rows)
-            await session.execute(self._put_checkpoint, [row])
+                session.execute(self._add_blobs, blob_rows)
+            session.execute(self._put_checkpoint, [row])
             if hook is not None:
-                await hook(session, config, checkpoint, metadata)
+                hook(session, config, checkpoint, metadata)
 
         await self._db.write(job)
         return _config(thread_id, checkpoint_ns, checkpoint["id"])
@@ -232,8 +233,8 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         stmt = self._replace_writes if replace else self._keep_writes
 
-        async def job(session: AsyncSession) -> None:
-            await session.execute(stmt, rows)
+        def job(session: Session) -> None:
+            session.execute(stmt, rows)
 
         await self._db.write(job)
 
@@ -417,10 +418,10 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         await self._delete_threads([str(thread_id)])
 
     async def _delete_threads(self, thread_ids: Sequence[str]) -> None:
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             for table in (_CHECKPOINTS, _BLOBS, _WRITES):
                 for chunk in _chunks(thread_ids):
-                    await session.execute(delete(table).where(table.c.thread_id.in_(chunk)))
+                    session.execute(delete(table).where(table.c.thread_id.in_(chunk)))
 
         await self._db.write(job)
 
@@ -432,49 +433,45 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         if not runs:
             return
 
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             c = _CHECKPOINTS.c
             doomed: list[CheckpointKey] = []
             for chunk in _chunks(runs):
                 query = select(c.thread_id, c.checkpoint_ns, c.checkpoint_id)
-                rows = await session.execute(query.where(c.run_id.in_(chunk)))
+                rows = session.execute(query.where(c.run_id.in_(chunk)))
                 doomed.extend((r.thread_id, r.checkpoint_ns, r.checkpoint_id) for r in rows)
-            await self._drop_checkpoints(session, doomed)
+            self._drop_checkpoints(session, doomed)
             for thread_id, checkpoint_ns in sorted({(t, ns) for t, ns, _ in doomed}):
-                await self._collect_blobs(session, thread_id, checkpoint_ns)
+                self._collect_blobs(session, thread_id, checkpoint_ns)
 
         await self._db.write(job)
 
-    async def _drop_checkpoints(self, session: AsyncSession, keys: Sequence[CheckpointKey]) -> None:
+    def _drop_checkpoints(self, session: Session, keys: Sequence[CheckpointKey]) -> None:
         """Delete checkpoints and their writes; detach children from deleted parents."""
         for chunk in _chunks(keys):
-            await session.execute(delete(_WRITES).where(_key(_WRITES).in_(chunk)))
-            await session.execute(delete(_CHECKPOINTS).where(_key(_CHECKPOINTS).in_(chunk)))
-            await session.execute(
+            session.execute(delete(_WRITES).where(_key(_WRITES).in_(chunk)))
+            session.execute(delete(_CHECKPOINTS).where(_key(_CHECKPOINTS).in_(chunk)))
+            session.execute(
                 update(_CHECKPOINTS)
                 .where(_key(_CHECKPOINTS, "parent_checkpoint_id").in_(chunk))
                 .values(parent_checkpoint_id=None)
             )
 
-    async def _collect_blobs(
-        self, session: AsyncSession, thread_id: str, checkpoint_ns: str
-    ) -> None:
+    def _collect_blobs(self, session: Session, thread_id: str, checkpoint_ns: str) -> None:
         """Delete the blobs of one thread namespace that no remaining checkpoint uses."""
         c, b = _CHECKPOINTS.c, _BLOBS.c
         used: set[tuple[str, str]] = set()
         query = select(c.type, c.checkpoint).where(
             c.thread_id == thread_id, c.checkpoint_ns == checkpoint_ns
         )
-        for row in await session.execute(query):
+        for row in session.execute(query):
             versions = self.serde.loads_typed((row.type, row.checkpoint))["channel_versions"]
             used.update((channel, str(version)) for channel, version in versions.items())
         scope = and_(b.thread_id == thread_id, b.checkpoint_ns == checkpoint_ns)
-        stored = await session.execute(select(b.channel, b.version).where(scope))
+        stored = session.execute(select(b.channel, b.version).where(scope))
         garbage = [(r.channel, r.version) for r in stored if (r.channel, r.version) not in used]
         for chunk in _chunks(garbage):
-            await session.execute(
-                delete(_BLOBS).where(scope, tuple_(b.channel, b.version).in_(chunk))
-            )
+            session.execute(delete(_BLOBS).where(scope, tuple_(b.channel, b.version).in_(chunk)))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread to another (ids unchanged).
@@ -483,9 +480,9 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         """
         source, target = str(source_thread_id), str(target_thread_id)
 
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             taken = select(_CHECKPOINTS.c.thread_id).where(_CHECKPOINTS.c.thread_id == target)
-            if (await session.execute(taken.limit(1))).first() is not None:
+            if (session.execute(taken.limit(1))).first() is not None:
                 raise Conflict(
                     f"thread {target!r} already has checkpoints; delete it before copying into it"
                 )
@@ -498,7 +495,7 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
                     for name in names
                 ]
                 rows = select(*picked).where(table.c.thread_id == source)
-                await session.execute(table.insert().from_select(names, rows))
+                session.execute(table.insert().from_select(names, rows))
 
         await self._db.write(job)
 
@@ -521,15 +518,15 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
             await self._delete_threads(threads)
             return
 
-        async def job(session: AsyncSession) -> None:
-            await self._refuse_delta_threads(session, threads)
+        def job(session: Session) -> None:
+            self._refuse_delta_threads(session, threads)
             for thread_id in threads:
-                await self._keep_latest(session, thread_id)
+                self._keep_latest(session, thread_id)
 
         await self._db.write(job)
         log.info("pruned %d threads to their latest checkpoints", len(threads))
 
-    async def _refuse_delta_threads(self, session: AsyncSession, threads: Sequence[str]) -> None:
+    def _refuse_delta_threads(self, session: Session, threads: Sequence[str]) -> None:
         c = _CHECKPOINTS.c
         if self._db.dialect == "postgresql":
             uses_delta = sql_cast(c.metadata, JSONB).has_key(DELTA_KEY)
@@ -537,14 +534,14 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
             uses_delta = func.json_type(c.metadata, f"$.{DELTA_KEY}").is_not(None)
         for chunk in _chunks(threads):
             query = select(c.thread_id).where(c.thread_id.in_(chunk), uses_delta).distinct()
-            if found := sorted((await session.execute(query)).scalars()):
+            if found := sorted((session.execute(query)).scalars()):
                 raise NotImplementedError(
                     f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(found)}"
                 )
 
-    async def _keep_latest(self, session: AsyncSession, thread_id: str) -> None:
+    def _keep_latest(self, session: Session, thread_id: str) -> None:
         c = _CHECKPOINTS.c
-        heads = await session.execute(
+        heads = session.execute(
             select(c.checkpoint_ns, func.max(c.checkpoint_id).label("head"))
             .where(c.thread_id == thread_id)
             .group_by(c.checkpoint_ns)
@@ -552,7 +549,7 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         for checkpoint_ns, head in heads.all():
             # Only the writes of deleted checkpoints go: a task's writes may commit before
             # the checkpoint they belong to.
-            unkept = await session.execute(
+            unkept = session.execute(
                 select(c.checkpoint_id).where(
                     c.thread_id == thread_id,
                     c.checkpoint_ns == checkpoint_ns,
@@ -561,8 +558,8 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
             )
             doomed = [(thread_id, checkpoint_ns, cid) for cid in unkept.scalars()]
             if doomed:
-                await self._drop_checkpoints(session, doomed)
-                await self._collect_blobs(session, thread_id, checkpoint_ns)
+                self._drop_checkpoints(session, doomed)
+                self._collect_blobs(session, thread_id, checkpoint_ns)
 
     # -- versions ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import InvalidInput, NotFound
@@ -80,8 +80,8 @@ class IdentityStore:
         """Create the tenant if missing; return it either way."""
         check_name(name, what="tenant")
 
-        async def job(session: AsyncSession) -> Tenant:
-            row = await session.scalar(select(TenantRow).where(TenantRow.name == name))
+        def job(session: Session) -> Tenant:
+            row = session.scalar(select(TenantRow).where(TenantRow.name == name))
             if row is None:
                 row = TenantRow(
                     name=name,
@@ -90,7 +90,7 @@ class IdentityStore:
                     disabled=False,
                 )
                 session.add(row)
-                await session.flush()
+                session.flush()
             return Tenant(name=row.name, display_name=row.display_name, disabled=row.disabled)
 
         return await self._db.write(job)
@@ -101,11 +101,11 @@ class IdentityStore:
         """Create the principal in an existing tenant if missing; return it either way."""
         check_name(name, what="principal")
 
-        async def job(session: AsyncSession) -> Principal:
-            tenant_row = await session.scalar(select(TenantRow).where(TenantRow.name == tenant))
+        def job(session: Session) -> Principal:
+            tenant_row = session.scalar(select(TenantRow).where(TenantRow.name == tenant))
             if tenant_row is None:
                 raise NotFound(f"tenant {tenant!r} does not exist")
-            row = await session.scalar(
+            row = session.scalar(
                 select(PrincipalRow).where(
                     PrincipalRow.tenant_id == tenant_row.id, PrincipalRow.name == name
                 )
@@ -120,7 +120,7 @@ class IdentityStore:
                     disabled=False,
                 )
                 session.add(row)
-                await session.flush()
+                session.flush()
             return Principal(tenant=tenant, name=row.name, kind=PrincipalKind(row.kind))
 
         return await self._db.write(job)

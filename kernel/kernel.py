@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel import kernos_version
 from kernos.kernel import telemetry as names
@@ -240,14 +240,12 @@ class Kernel:
                 ) from exc
         return pipeline
 
-    async def _on_checkpoint(
-        self, session: AsyncSession, config: Any, checkpoint: Any, metadata: Any
-    ) -> None:
+    def _on_checkpoint(self, session: Session, config: Any, checkpoint: Any, metadata: Any) -> None:
         """Count a root-graph step on its process, in the checkpoint's own transaction."""
         configurable = config.get("configurable", {})
         if configurable.get("checkpoint_ns"):
             return
-        await session.execute(
+        session.execute(
             update(ProcessRow)
             .where(ProcessRow.thread_id == configurable.get("thread_id"))
             .values(steps=ProcessRow.steps + 1, updated_at=self.clock.now())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets
 from kernos.kernel.errors import (
@@ -265,14 +265,14 @@ class ProcessManager:
         chosen = budgets or spec.budgets
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> tuple[ProcessInfo, bool]:
-            tenant_id = await session.scalar(
+        def job(session: Session) -> tuple[ProcessInfo, bool]:
+            tenant_id = session.scalar(
                 select(TenantRow.id).where(TenantRow.name == principal.tenant)
             )
             if tenant_id is None:
                 raise NotFound(f"tenant {principal.tenant!r} does not exist")
             if idempotency_key is not None:
-                earlier = await session.scalar(
+                earlier = session.scalar(
                     select(ProcessRow).where(ProcessRow.spawn_key == idempotency_key)
                 )
                 if earlier is not None:
@@ -281,7 +281,7 @@ class ProcessManager:
                     return _info(earlier, principal.tenant), False
             correlation = correlation_id
             if parent_pid is not None:
-                parent = await session.get(ProcessRow, parent_pid)
+                parent = session.get(ProcessRow, parent_pid)
                 if parent is None or parent.tenant_id != tenant_id:
                     raise NotFound(f"no process {parent_pid} in tenant {principal.tenant!r}")
                 if ProcessState(parent.state) not in LIVE:
@@ -311,8 +311,8 @@ class ProcessManager:
                 spawn_key=idempotency_key,
             )
             session.add(row)
-            await session.flush()
-            await self._kernel.audit_sink.append(
+            session.flush()
+            self._kernel.audit_sink.append(
                 session,
                 AuditRecord(
                     event="process.spawned",
@@ -499,9 +499,9 @@ class ProcessManager:
         """
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> tuple[ApprovalInfo, int]:
+        def job(session: Session) -> tuple[ApprovalInfo, int]:
             found = (
-                await session.execute(
+                session.execute(
                     select(ApprovalRow, TenantRow.name)
                     .join(TenantRow, TenantRow.id == ApprovalRow.tenant_id)
                     .where(ApprovalRow.id == approval_id)
@@ -522,7 +522,7 @@ class ProcessManager:
             row.decided_by = by.subject
             row.comment = comment
             row.decided_at = now
-            await self._kernel.audit_sink.append(
+            self._kernel.audit_sink.append(
                 session,
                 AuditRecord(
                     event="approval.decided",
@@ -765,9 +765,9 @@ class ProcessManager:
             if isinstance(i.value, dict) and i.value.get("approval_id")
         }
 
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             for approval_id, interrupt_id in ids.items():
-                row = await session.get(ApprovalRow, approval_id)
+                row = session.get(ApprovalRow, approval_id)
                 if row is not None and row.pid == pid:
                     row.interrupt_id = interrupt_id
 
@@ -777,8 +777,8 @@ class ProcessManager:
     async def _mark_delivered(self, pid: int, interrupt_ids: list[str]) -> None:
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> None:
-            rows = await session.scalars(
+        def job(session: Session) -> None:
+            rows = session.scalars(
                 select(ApprovalRow).where(
                     ApprovalRow.pid == pid, ApprovalRow.interrupt_id.in_(interrupt_ids)
                 )
@@ -789,8 +789,8 @@ class ProcessManager:
         await self._db.write(job)
 
     async def _save_wall(self, pid: int, wall: float) -> None:
-        async def job(session: AsyncSession) -> None:
-            row = await session.get(ProcessRow, pid)
+        def job(session: Session) -> None:
+            row = session.get(ProcessRow, pid)
             if row is not None:
                 row.wall_seconds = wall
 
@@ -813,8 +813,8 @@ class ProcessManager:
         """
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> bool:
-            row = await session.get(ProcessRow, pid)
+        def job(session: Session) -> bool:
+            row = session.get(ProcessRow, pid)
             if row is None:
                 raise NotFound(f"no process {pid}")
             if ProcessState(row.state) not in expect:
@@ -838,9 +838,9 @@ class ProcessManager:
     ) -> None:
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> None:
+        def job(session: Session) -> None:
             found = (
-                await session.execute(
+                session.execute(
                     select(ProcessRow, TenantRow.name)
                     .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
                     .where(ProcessRow.pid == pid)
@@ -857,7 +857,7 @@ class ProcessManager:
             row.error = error
             row.updated_at = now
             row.finished_at = now
-            await self._kernel.audit_sink.append(
+            self._kernel.audit_sink.append(
                 session,
                 AuditRecord(
                     event=f"process.{state.value}",

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel import telemetry as names
 from kernos.kernel.clock import Clock
@@ -73,7 +73,7 @@ class PlainAuditSink(AuditSink):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    async def append(self, session: AsyncSession, record: AuditRecord) -> None:
+    def append(self, session: Session, record: AuditRecord) -> None:
         session.add(
             AuditRow(
                 ts=self._clock.now(),
@@ -328,8 +328,8 @@ class AuthorizeStage(Stage):
             call.attributes["rule"] = decision.rule
             return await proceed(call)
 
-        async def audit_denial(session: AsyncSession) -> None:
-            await self._s.audit.append(
+        def audit_denial(session: Session) -> None:
+            self._s.audit.append(
                 session,
                 _record(
                     call, "syscall.denied", decision="deny", rule=decision.rule, args=call.args
@@ -381,8 +381,8 @@ class BudgetStage(Stage):
                 self._s.usage.release_tool_call(pid)
             rule, detail = problem
 
-            async def audit_exceeded(session: AsyncSession) -> None:
-                await self._s.audit.append(
+            def audit_exceeded(session: Session) -> None:
+                self._s.audit.append(
                     session,
                     _record(call, "syscall.denied", decision="deny", rule=f"budget:{rule}"),
                 )
@@ -432,13 +432,13 @@ class ApprovalStage(Stage):
         return await proceed(call)
 
     async def _ensure_approval(self, call: Syscall) -> str:
-        async def job(session: AsyncSession) -> str:
-            existing = await session.scalar(
+        def job(session: Session) -> str:
+            existing = session.scalar(
                 select(ApprovalRow.id).where(ApprovalRow.syscall_key == call.key)
             )
             if existing is not None:
                 return existing
-            tenant_id = await session.scalar(
+            tenant_id = session.scalar(
                 select(TenantRow.id).where(TenantRow.name == call.process.tenant)
             )
             approval_id = str(uuid.uuid4())
@@ -456,7 +456,7 @@ class ApprovalStage(Stage):
                     created_at=self._s.clock.now(),
                 )
             )
-            await self._s.audit.append(
+            self._s.audit.append(
                 session, _record(call, "approval.requested", summary=call.question)
             )
             return approval_id
@@ -494,9 +494,9 @@ class JournalStage(Stage):
             self._s.usage.charge(call.process.pid, result.usage)
         return result
 
-    def _intent_job(self, call: Syscall) -> Callable[[AsyncSession], Awaitable[None]]:
-        async def job(session: AsyncSession) -> None:
-            row = await session.get(SyscallRow, call.key)
+    def _intent_job(self, call: Syscall) -> Callable[[Session], None]:
+        def job(session: Session) -> None:
+            row = session.get(SyscallRow, call.key)
             if row is not None:
                 # Interrupted mid-effect before: run again under the same key (the receiving
                 # system deduplicates), without a second intent record.
@@ -516,7 +516,7 @@ class JournalStage(Stage):
                     created_at=self._s.clock.now(),
                 )
             )
-            await self._s.audit.append(
+            self._s.audit.append(
                 session,
                 _record(
                     call,
@@ -529,32 +529,28 @@ class JournalStage(Stage):
 
         return job
 
-    def _failure_job(
-        self, call: Syscall, exc: BaseException
-    ) -> Callable[[AsyncSession], Awaitable[None]]:
+    def _failure_job(self, call: Syscall, exc: BaseException) -> Callable[[Session], None]:
         code = exc.code if isinstance(exc, KernosError) else type(exc).__name__
         message = str(exc)
 
-        async def job(session: AsyncSession) -> None:
-            row = await session.get(SyscallRow, call.key)
+        def job(session: Session) -> None:
+            row = session.get(SyscallRow, call.key)
             if row is not None and row.status != "done":
                 row.status = "failed"
                 row.error = {"code": code, "message": message}
                 row.finished_at = self._s.clock.now()
-            await self._s.audit.append(
+            self._s.audit.append(
                 session, _record(call, "syscall.failed", summary=f"{code}: {_summary(message)}")
             )
 
         return job
 
-    def _result_job(
-        self, call: Syscall, result: SyscallResult
-    ) -> Callable[[AsyncSession], Awaitable[bool]]:
+    def _result_job(self, call: Syscall, result: SyscallResult) -> Callable[[Session], bool]:
         usage = result.usage
         now = self._s.clock.now()
 
-        async def job(session: AsyncSession) -> bool:
-            row = await session.get(SyscallRow, call.key)
+        def job(session: Session) -> bool:
+            row = session.get(SyscallRow, call.key)
             if row is None or row.status == "done":
                 return False  # never charge or audit the same syscall twice
             row.status = "done"
@@ -564,20 +560,18 @@ class JournalStage(Stage):
             row.output_tokens = usage.output_tokens
             row.cost = usage.cost
             row.finished_at = now
-            await self._s.audit.append(
+            self._s.audit.append(
                 session, _record(call, "syscall.result", summary=_summary(result.value))
             )
-            await charge(session, call.process.pid, call.process.tenant, usage, now=now)
+            charge(session, call.process.pid, call.process.tenant, usage, now=now)
             return True
 
         return job
 
 
-async def charge(
-    session: AsyncSession, pid: int, tenant: str, usage: Usage, *, now: datetime
-) -> None:
+def charge(session: Session, pid: int, tenant: str, usage: Usage, *, now: datetime) -> None:
     """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn)."""
-    await session.execute(
+    session.execute(
         update(ProcessRow)
         .where(ProcessRow.pid == pid)
         .values(
@@ -589,8 +583,8 @@ async def charge(
             updated_at=now,
         )
     )
-    tenant_id = await session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
-    row = await session.get(TenantUsageRow, tenant_id)
+    tenant_id = session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
+    row = session.get(TenantUsageRow, tenant_id)
     if row is None:
         session.add(
             TenantUsageRow(

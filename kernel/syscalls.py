@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.catalog import Budgets
 from kernos.kernel.identity import Principal
@@ -199,8 +199,11 @@ class AuditSink(ABC):
     """Appends audit records inside the caller's transaction (the policy issue hash-chains)."""
 
     @abstractmethod
-    async def append(self, session: AsyncSession, record: AuditRecord) -> None:
-        """Add ``record`` to the audit log within ``session``'s transaction."""
+    def append(self, session: Session, record: AuditRecord) -> None:
+        """Add ``record`` to the audit log within ``session``'s transaction.
+
+        Called on the writer's thread inside a write job: synchronous, no I/O of its own.
+        """
 
 
 class Pipeline:

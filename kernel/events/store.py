@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import Conflict, InvalidInput, NotFound
@@ -121,9 +121,9 @@ class EventStore:
         tenant.
         """
 
-        async def job(session: AsyncSession) -> tuple[list[Event], list[int]]:
+        def job(session: Session) -> tuple[list[Event], list[int]]:
             names = {event.tenant for event, _ in plans}
-            found = await session.execute(
+            found = session.execute(
                 select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
             )
             tenant_ids = {name: tid for name, tid in found.all()}
@@ -135,7 +135,7 @@ class EventStore:
                     raise NotFound(f"tenant {event.tenant!r} does not exist")
                 # Flushed inserts are visible here, so a repeated id within one batch is
                 # caught as well as one from an earlier commit.
-                existing = await session.scalar(
+                existing = session.scalar(
                     select(EventRow).where(
                         EventRow.tenant_id == tenant_id, EventRow.event_id == event.id
                     )
@@ -153,7 +153,7 @@ class EventStore:
                     correlation_id=event.correlation_id,
                 )
                 session.add(row)
-                await session.flush()
+                session.flush()
                 deliveries = [
                     EventDeliveryRow(
                         event_seq=row.seq,
@@ -167,9 +167,9 @@ class EventStore:
                     for key in keys
                 ]
                 session.add_all(deliveries)
-                await session.flush()
+                session.flush()
                 new.extend(d.id for d in deliveries)
-                await self.audit_sink.append(
+                self.audit_sink.append(
                     session,
                     AuditRecord(
                         event="event.published",
@@ -222,12 +222,12 @@ class EventStore:
         """
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> Claim | None:
-            row = await session.get(EventDeliveryRow, delivery_id)
+        def job(session: Session) -> Claim | None:
+            row = session.get(EventDeliveryRow, delivery_id)
             if row is None or row.status != DeliveryStatus.PENDING.value:
                 return None
             found = (
-                await session.execute(
+                session.execute(
                     select(EventRow, TenantRow.name)
                     .join(TenantRow, TenantRow.id == EventRow.tenant_id)
                     .where(EventRow.seq == row.event_seq)
@@ -239,7 +239,7 @@ class EventStore:
                 if row.last_error:
                     error = f"{error}; before that: {row.last_error}"
                 row.last_error = error
-                await self._bury(session, row, found[0].tenant_id, event, now)
+                self._bury(session, row, found[0].tenant_id, event, now)
                 return None
             row.attempts += 1
             row.updated_at = now
@@ -260,18 +260,18 @@ class EventStore:
         has no attempts left. Returns whether a retry is scheduled."""
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> bool:
-            row = await session.get(EventDeliveryRow, claim.delivery_id)
+        def job(session: Session) -> bool:
+            row = session.get(EventDeliveryRow, claim.delivery_id)
             if row is None or row.status != DeliveryStatus.PENDING.value:
                 return False
             row.last_error = error
             row.updated_at = now
             if row.attempts >= self.max_attempts:
-                tenant_id = await session.scalar(
+                tenant_id = session.scalar(
                     select(EventRow.tenant_id).where(EventRow.seq == row.event_seq)
                 )
                 assert tenant_id is not None  # the foreign key guarantees the event
-                await self._bury(session, row, tenant_id, claim.event, now)
+                self._bury(session, row, tenant_id, claim.event, now)
                 return False
             row.next_attempt_at = retry_at
             return True
@@ -282,8 +282,8 @@ class EventStore:
         """Mark the delivery delivered (with the pid a trigger spawned)."""
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> None:
-            row = await session.get(EventDeliveryRow, claim.delivery_id)
+        def job(session: Session) -> None:
+            row = session.get(EventDeliveryRow, claim.delivery_id)
             if row is None:
                 return
             row.status = DeliveryStatus.DELIVERED.value
@@ -293,9 +293,9 @@ class EventStore:
 
         await self._db.write(job)
 
-    async def _bury(
+    def _bury(
         self,
-        session: AsyncSession,
+        session: Session,
         row: EventDeliveryRow,
         tenant_id: int,
         event: Event,
@@ -313,8 +313,8 @@ class EventStore:
             created_at=now,
         )
         session.add(dead)
-        await session.flush()
-        await self.audit_sink.append(
+        session.flush()
+        self.audit_sink.append(
             session,
             AuditRecord(
                 event="event.dead_lettered",
@@ -360,9 +360,9 @@ class EventStore:
         """
         now = self._clock.now()
 
-        async def job(session: AsyncSession) -> tuple[DeadLetter, int]:
+        def job(session: Session) -> tuple[DeadLetter, int]:
             query = _DEAD_LETTERS.where(DeadLetterRow.id == dead_letter_id)
-            found = (await session.execute(query)).first()
+            found = (session.execute(query)).first()
             if found is None or (tenant is not None and found[2] != tenant):
                 where = f" in tenant {tenant!r}" if tenant is not None else ""
                 raise NotFound(f"no dead letter {dead_letter_id}{where}")
@@ -371,7 +371,7 @@ class EventStore:
                 raise Conflict(
                     f"dead letter {dead_letter_id} was already replayed by {dead.replayed_by}"
                 )
-            delivery = await session.get(EventDeliveryRow, dead.delivery_id)
+            delivery = session.get(EventDeliveryRow, dead.delivery_id)
             assert delivery is not None  # the foreign key guarantees it
             delivery.status = DeliveryStatus.PENDING.value
             delivery.attempts = 0
@@ -380,7 +380,7 @@ class EventStore:
             dead.replayed_at = now
             dead.replayed_by = by
             event = _event(event_row, tenant_name)
-            await self.audit_sink.append(
+            self.audit_sink.append(
                 session,
                 AuditRecord(
                     event="event.replayed",

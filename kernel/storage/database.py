@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from kernos.kernel.errors import StorageError
 from kernos.kernel.settings import Settings
+from kernos.kernel.storage.migrate import sync_url
 from kernos.kernel.storage.writer import WriteJob, Writer, WriterStats
 from kernos.kernel.telemetry import Telemetry
 
@@ -33,8 +34,10 @@ def _postgres_read_only(engine: AsyncEngine) -> None:
         dbapi_connection.commit()
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, synchronous: str, writer: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_pragmas(engine: AsyncEngine | Engine, *, synchronous: str, writer: bool) -> None:
+    target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         if writer:
             # Take transaction control from the driver so SAVEPOINT works and the writer
@@ -52,7 +55,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, synchronous: str, writer: bool) -> N
 
     if writer:
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(target, "begin")
         def _on_begin(connection: Any) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -65,7 +68,7 @@ class Database:
         self._settings = settings
         self._telemetry = telemetry
         self._reader: AsyncEngine | None = None
-        self._writer_engine: AsyncEngine | None = None
+        self._writer_engine: Engine | None = None
         self._writer: Writer | None = None
 
     @property
@@ -75,9 +78,18 @@ class Database:
 
     async def start(self) -> None:
         """Open the engines and start the writer."""
+        # The writer runs each batch synchronously on its own thread (see writer.py), so its
+        # engine uses the synchronous driver; readers stay async. The pool does not reset a
+        # returned connection: the writer always commits or rolls back itself.
+        writer_url = sync_url(self.url)
         if self.dialect == "sqlite":
-            self._writer_engine = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, hide_parameters=True
+            self._writer_engine = create_engine(
+                writer_url,
+                pool_size=1,
+                max_overflow=0,
+                hide_parameters=True,
+                pool_reset_on_return=None,
+                connect_args={"check_same_thread": False},
             )
             _sqlite_pragmas(
                 self._writer_engine, synchronous=self._settings.sqlite_synchronous, writer=True
@@ -89,8 +101,13 @@ class Database:
                 self._reader, synchronous=self._settings.sqlite_synchronous, writer=False
             )
         else:
-            self._writer_engine = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, pool_pre_ping=True, hide_parameters=True
+            self._writer_engine = create_engine(
+                writer_url,
+                pool_size=1,
+                max_overflow=0,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                pool_reset_on_return=None,
             )
             self._reader = create_async_engine(
                 self.url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True
@@ -107,9 +124,10 @@ class Database:
         """Commit pending writes, stop the writer and close every connection."""
         if self._writer is not None:
             await self._writer.stop()
-        for engine in (self._writer_engine, self._reader):
-            if engine is not None:
-                await engine.dispose()
+        if self._writer_engine is not None:
+            self._writer_engine.dispose()
+        if self._reader is not None:
+            await self._reader.dispose()
         self._writer = None
         self._writer_engine = self._reader = None
 

@@ -16,7 +16,7 @@ from langgraph.checkpoint.conformance.report import ProgressCallbacks
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.checkpointer import KernosCheckpointSaver
 from kernos.kernel.clock import SystemClock
@@ -49,9 +49,9 @@ async def database(migrated: Settings):
     await db.stop()
 
 
-async def _clear(session: AsyncSession) -> None:
+def _clear(session: Session) -> None:
     for model in CHECKPOINT_TABLES:
-        await session.execute(delete(model))
+        session.execute(delete(model))
 
 
 # -- conformance ---------------------------------------------------------------------------
@@ -247,11 +247,11 @@ async def test_listing_pages_through_long_threads(database: Database) -> None:
 async def test_on_checkpoint_commits_with_the_checkpoint(database: Database) -> None:
     seen: list[tuple[str, bool]] = []
 
-    async def record(
-        session: AsyncSession, config: Any, checkpoint: Checkpoint, metadata: CheckpointMetadata
+    def record(
+        session: Session, config: Any, checkpoint: Checkpoint, metadata: CheckpointMetadata
     ) -> None:
         # The checkpoint row is already in this (uncommitted) transaction.
-        row = await session.get(CheckpointRow, ("proc-1", "", checkpoint["id"]))
+        row = session.get(CheckpointRow, ("proc-1", "", checkpoint["id"]))
         seen.append((config["configurable"]["pid"], row is not None))
         name = f"step-{metadata['step']}"
         session.add(TenantRow(name=name, display_name="", created_at=NOW, disabled=False))
@@ -266,9 +266,9 @@ async def test_on_checkpoint_commits_with_the_checkpoint(database: Database) -> 
 
 
 async def test_a_failing_on_checkpoint_leaves_no_checkpoint(database: Database) -> None:
-    async def fail(session: AsyncSession, *_: Any) -> None:
+    def fail(session: Session, *_: Any) -> None:
         session.add(TenantRow(name="half", display_name="", created_at=NOW, disabled=False))
-        await session.flush()
+        session.flush()
         raise RuntimeError("process row update failed")
 
     saver = KernosCheckpointSaver(database, on_checkpoint=fail)

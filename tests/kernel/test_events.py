@@ -493,8 +493,8 @@ async def test_a_trigger_spawns_its_agent_once_per_event(kernel, kernel_bus) -> 
 
     # Redelivered as if the kernel had stopped after the spawn committed but before the
     # delivery recorded its pid: the spawn key hands the next bus that same process.
-    async def forget_pid(session: Any) -> None:
-        row = await session.get(EventDeliveryRow, rows[0].id)
+    def forget_pid(session: Any) -> None:
+        row = session.get(EventDeliveryRow, rows[0].id)
         row.status, row.pid, row.delivered_at = "pending", None, None
 
     await kernel.db.write(forget_pid)

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import SystemClock
 from kernos.kernel.errors import SchemaTooNew, StorageError, StorageUnavailable
@@ -69,9 +69,9 @@ async def database(kernos_settings: Settings):
 
 
 def _add_tenant(name: str):
-    async def job(session: AsyncSession) -> str:
+    def job(session: Session) -> str:
         session.add(TenantRow(name=name, display_name="", created_at=NOW, disabled=False))
-        await session.flush()
+        session.flush()
         return name
 
     return job
@@ -97,9 +97,9 @@ async def test_concurrent_writes_are_group_committed(database: Database) -> None
 async def test_a_failing_write_rolls_back_alone(database: Database) -> None:
     await database.write(_add_tenant("dup"))
 
-    async def boom(session: AsyncSession) -> None:
+    def boom(session: Session) -> None:
         session.add(TenantRow(name="half-done", display_name="", created_at=NOW, disabled=False))
-        await session.flush()
+        session.flush()
         raise RuntimeError("job failed after writing")
 
     outcomes = await asyncio.gather(
@@ -147,7 +147,7 @@ async def test_sqlite_runs_in_wal_mode(kernos_settings: Settings, database: Data
 
 
 async def test_a_job_raising_cancelled_error_fails_alone(database: Database) -> None:
-    async def cancelled(session: AsyncSession) -> None:
+    def cancelled(session: Session) -> None:
         raise asyncio.CancelledError
 
     outcomes = await asyncio.gather(
