@@ -43,6 +43,7 @@ from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
 from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
+    JournalIndex,
     LocalAdminAuthorizer,
     PlainAuditSink,
     StageServices,
@@ -126,6 +127,7 @@ class Kernel:
         self.catalog = Catalog()
         self.schema_revision: str | None = None
         self.usage = UsageBook(self.clock)
+        self.journal = JournalIndex()
         self.audit_sink: AuditSink = PlainAuditSink(self.clock)
         self.authorizer: Authorizer = LocalAdminAuthorizer()
         self.pipeline = Pipeline([])
@@ -229,6 +231,7 @@ class Kernel:
             audit=self.audit_sink,
             usage=self.usage,
             authorizer=self.authorizer,
+            journal=self.journal,
         )
         pipeline = Pipeline(default_stages(services))
         for stage, where in self.plugins.pipeline_stages():

@@ -34,7 +34,13 @@ from kernos.kernel.errors import (
 )
 from kernos.kernel.governed import CONFIG_KEY, KernelTool, ProcessContext
 from kernos.kernel.identity import Principal, PrincipalKind
-from kernos.kernel.storage.models import ApprovalRow, PrincipalRow, ProcessRow, TenantRow
+from kernos.kernel.storage.models import (
+    ApprovalRow,
+    PrincipalRow,
+    ProcessRow,
+    SyscallRow,
+    TenantRow,
+)
 from kernos.kernel.syscalls import AuditRecord, ProcessRef, Usage
 
 if TYPE_CHECKING:
@@ -663,6 +669,7 @@ class ProcessManager:
         except asyncio.CancelledError:
             # Kernel shutdown: the process stays live in the table and resumes on next start.
             usage_book.stop_clock(pid)
+            self._kernel.journal.forget(pid)
             self._runners.pop(pid, None)
             raise
         except KernosError as exc:
@@ -676,6 +683,7 @@ class ProcessManager:
             )
         wall = usage_book.stop_clock(pid)
         usage_book.forget(pid)
+        self._kernel.journal.forget(pid)
         # From here on, signals take the no-runner path; one that arrived during the run's
         # last step still counts.
         runner = self._runners.pop(pid, None)
@@ -724,6 +732,11 @@ class ProcessManager:
         else:
             stream_input = info.input
         usage_book.load(pid, info.usage, info.wall_seconds)
+        async with self._db.read() as session:
+            done_keys = await session.scalars(
+                select(SyscallRow.key).where(SyscallRow.pid == pid, SyscallRow.status == "done")
+            )
+            self._kernel.journal.load(pid, done_keys)
         await self._set_state(pid, ProcessState.RUNNING, waiting_on=None)
         usage_book.start_clock(pid)
         stopped_by: Signal | None = None

@@ -12,12 +12,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from kernos.kernel import telemetry as names
@@ -74,8 +74,9 @@ class PlainAuditSink(AuditSink):
         self._clock = clock
 
     def append(self, session: Session, record: AuditRecord) -> None:
-        session.add(
-            AuditRow(
+        # A Core insert: the ORM's unit of work costs more than the row on this hot path.
+        session.execute(
+            _AUDIT.insert().values(
                 ts=self._clock.now(),
                 tenant=record.tenant,
                 principal=record.principal,
@@ -92,6 +93,36 @@ class PlainAuditSink(AuditSink):
                 correlation_id=record.correlation_id,
             )
         )
+
+
+class JournalIndex:
+    """Which syscalls of each running process completed, so replay needs no query per call.
+
+    Loaded from the journal when a process starts running and kept up to date as results
+    commit; a process that is not loaded falls back to reading the journal.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[int, set[str]] = {}
+
+    def load(self, pid: int, keys: Iterable[str]) -> None:
+        """Start tracking ``pid`` with the keys its journal has as done."""
+        self._done[pid] = set(keys)
+
+    def forget(self, pid: int) -> None:
+        """Stop tracking ``pid``."""
+        self._done.pop(pid, None)
+
+    def add(self, pid: int, key: str) -> None:
+        """A result committed."""
+        known = self._done.get(pid)
+        if known is not None:
+            known.add(key)
+
+    def may_be_done(self, pid: int, key: str) -> bool:
+        """False only when the key certainly has no completed result."""
+        known = self._done.get(pid)
+        return known is None or key in known
 
 
 @dataclass(slots=True)
@@ -175,6 +206,7 @@ class StageServices:
     audit: AuditSink
     usage: UsageBook
     authorizer: Authorizer
+    journal: JournalIndex = field(default_factory=JournalIndex)
 
 
 def _trace_id(span: Any) -> str | None:
@@ -261,10 +293,13 @@ class ReplayStage(Stage):
 
     name = "replay"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: JournalIndex | None = None) -> None:
         self._db = db
+        self._index = index
 
     async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
+        if self._index is not None and not self._index.may_be_done(call.process.pid, call.key):
+            return await proceed(call)
         async with self._db.read() as session:
             row = await session.get(SyscallRow, call.key)
             done = None if row is None or row.status != "done" else row
@@ -492,30 +527,36 @@ class JournalStage(Stage):
         charged = await self._s.db.write(self._result_job(call, result))
         if charged:
             self._s.usage.charge(call.process.pid, result.usage)
+            self._s.journal.add(call.process.pid, call.key)
         return result
 
     def _intent_job(self, call: Syscall) -> Callable[[Session], None]:
+        values = {
+            "key": call.key,
+            "pid": call.process.pid,
+            "kind": call.kind.value,
+            "target": call.target,
+            "status": "intent",
+            "args": call.args,
+            "attempts": 1,
+            "trace_id": call.trace_id,
+            "created_at": self._s.clock.now(),
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost": 0.0,
+        }
+        insert = _insert_ignore(self._s.db.dialect, _SYSCALLS).values(**values)
+
         def job(session: Session) -> None:
-            row = session.get(SyscallRow, call.key)
-            if row is not None:
+            if session.execute(insert).rowcount == 0:  # type: ignore[attr-defined]
                 # Interrupted mid-effect before: run again under the same key (the receiving
                 # system deduplicates), without a second intent record.
-                row.attempts += 1
-                row.status = "intent"
-                return
-            session.add(
-                SyscallRow(
-                    key=call.key,
-                    pid=call.process.pid,
-                    kind=call.kind.value,
-                    target=call.target,
-                    status="intent",
-                    args=call.args,
-                    attempts=1,
-                    trace_id=call.trace_id,
-                    created_at=self._s.clock.now(),
+                session.execute(
+                    _SYSCALLS.update()
+                    .where(_SYSCALLS.c.key == call.key)
+                    .values(attempts=_SYSCALLS.c.attempts + 1, status="intent")
                 )
-            )
+                return
             self._s.audit.append(
                 session,
                 _record(
@@ -548,60 +589,109 @@ class JournalStage(Stage):
     def _result_job(self, call: Syscall, result: SyscallResult) -> Callable[[Session], bool]:
         usage = result.usage
         now = self._s.clock.now()
+        done = (
+            _SYSCALLS.update()
+            .where(_SYSCALLS.c.key == call.key, _SYSCALLS.c.status != "done")
+            .values(
+                status="done",
+                result=result.value,
+                error=None,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=usage.cost,
+                finished_at=now,
+            )
+        )
+        dialect = self._s.db.dialect
 
         def job(session: Session) -> bool:
-            row = session.get(SyscallRow, call.key)
-            if row is None or row.status == "done":
+            if session.execute(done).rowcount == 0:  # type: ignore[attr-defined]
                 return False  # never charge or audit the same syscall twice
-            row.status = "done"
-            row.result = result.value
-            row.error = None
-            row.input_tokens = usage.input_tokens
-            row.output_tokens = usage.output_tokens
-            row.cost = usage.cost
-            row.finished_at = now
             self._s.audit.append(
                 session, _record(call, "syscall.result", summary=_summary(result.value))
             )
-            charge(session, call.process.pid, call.process.tenant, usage, now=now)
+            charge(session, call.process.pid, call.process.tenant, usage, now=now, dialect=dialect)
             return True
 
         return job
 
 
-def charge(session: Session, pid: int, tenant: str, usage: Usage, *, now: datetime) -> None:
+_SYSCALLS = cast(Table, SyscallRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
+_PROCESSES = cast(Table, ProcessRow.__table__)
+_TENANT_USAGE = cast(Table, TenantUsageRow.__table__)
+
+
+def _insert_ignore(dialect: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on the primary key, on either backend."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key))
+
+
+_tenant_ids: dict[tuple[int, str], int] = {}
+
+
+def charge(
+    session: Session,
+    pid: int,
+    tenant: str,
+    usage: Usage,
+    *,
+    now: datetime,
+    dialect: str | None = None,
+) -> None:
     """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn)."""
     session.execute(
-        update(ProcessRow)
-        .where(ProcessRow.pid == pid)
+        _PROCESSES.update()
+        .where(_PROCESSES.c.pid == pid)
         .values(
-            input_tokens=ProcessRow.input_tokens + usage.input_tokens,
-            output_tokens=ProcessRow.output_tokens + usage.output_tokens,
-            tool_calls=ProcessRow.tool_calls + usage.tool_calls,
-            llm_calls=ProcessRow.llm_calls + usage.llm_calls,
-            cost=ProcessRow.cost + usage.cost,
+            input_tokens=_PROCESSES.c.input_tokens + usage.input_tokens,
+            output_tokens=_PROCESSES.c.output_tokens + usage.output_tokens,
+            tool_calls=_PROCESSES.c.tool_calls + usage.tool_calls,
+            llm_calls=_PROCESSES.c.llm_calls + usage.llm_calls,
+            cost=_PROCESSES.c.cost + usage.cost,
             updated_at=now,
         )
     )
-    tenant_id = session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
-    row = session.get(TenantUsageRow, tenant_id)
-    if row is None:
-        session.add(
-            TenantUsageRow(
-                tenant_id=tenant_id,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                tool_calls=usage.tool_calls,
-                llm_calls=usage.llm_calls,
-                cost=usage.cost,
-            )
-        )
+    # Tenant ids never change: remember them per database (engine) instead of asking again.
+    cache_key = (id(session.get_bind()), tenant)
+    tenant_id = _tenant_ids.get(cache_key)
+    if tenant_id is None:
+        tenant_id = session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
+        if tenant_id is None:
+            return
+        _tenant_ids[cache_key] = tenant_id
+    dialect = dialect or session.get_bind().dialect.name
+    c = _TENANT_USAGE.c
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert_insert
     else:
-        row.input_tokens += usage.input_tokens
-        row.output_tokens += usage.output_tokens
-        row.tool_calls += usage.tool_calls
-        row.llm_calls += usage.llm_calls
-        row.cost += usage.cost
+        from sqlalchemy.dialects.sqlite import insert as upsert_insert  # type: ignore[assignment]
+    statement = upsert_insert(_TENANT_USAGE).values(
+        tenant_id=tenant_id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        tool_calls=usage.tool_calls,
+        llm_calls=usage.llm_calls,
+        cost=usage.cost,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.tenant_id],
+            set_={
+                "input_tokens": c.input_tokens + usage.input_tokens,
+                "output_tokens": c.output_tokens + usage.output_tokens,
+                "tool_calls": c.tool_calls + usage.tool_calls,
+                "llm_calls": c.llm_calls + usage.llm_calls,
+                "cost": c.cost + usage.cost,
+            },
+        )
+    )
 
 
 class ExecuteStage(Stage):
@@ -656,7 +746,7 @@ def default_stages(services: StageServices) -> list[Stage]:
     """The pipeline in its documented order."""
     return [
         TraceStage(services.telemetry),
-        ReplayStage(services.db),
+        ReplayStage(services.db, services.journal),
         AuthorizeStage(services),
         BudgetStage(services),
         ApprovalStage(services),
