@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import JSON, Float, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from kernos.kernel import telemetry as names
@@ -32,6 +32,7 @@ from kernos.kernel.storage.models import (
     SyscallRow,
     TenantRow,
     TenantUsageRow,
+    UTCDateTime,
 )
 from kernos.kernel.syscalls import (
     AuditRecord,
@@ -74,25 +75,29 @@ class PlainAuditSink(AuditSink):
         self._clock = clock
 
     def append(self, session: Session, record: AuditRecord) -> None:
-        # A Core insert: the ORM's unit of work costs more than the row on this hot path.
+        # A prebuilt Core insert: the ORM's unit of work costs more than the row here.
         session.execute(
-            _AUDIT.insert().values(
-                ts=self._clock.now(),
-                tenant=record.tenant,
-                principal=record.principal,
-                pid=record.pid,
-                syscall_key=record.syscall_key,
-                event=record.event,
-                kind=record.kind,
-                target=record.target,
-                decision=record.decision,
-                rule=record.rule,
-                args=record.args,
-                summary=record.summary,
-                trace_id=record.trace_id,
-                correlation_id=record.correlation_id,
-            )
+            _AUDIT_INSERT,
+            {
+                "ts": self._clock.now(),
+                "tenant": record.tenant,
+                "principal": record.principal,
+                "pid": record.pid,
+                "syscall_key": record.syscall_key,
+                "event": record.event,
+                "kind": record.kind,
+                "target": record.target,
+                "decision": record.decision,
+                "rule": record.rule,
+                "args": record.args,
+                "summary": record.summary,
+                "trace_id": record.trace_id,
+                "correlation_id": record.correlation_id,
+            },
         )
+
+
+_AUDIT_INSERT = cast(Table, AuditRow.__table__).insert()
 
 
 class JournalIndex:
@@ -545,10 +550,10 @@ class JournalStage(Stage):
             "output_tokens": 0,
             "cost": 0.0,
         }
-        insert = _insert_ignore(self._s.db.dialect, _SYSCALLS).values(**values)
+        insert = statements(self._s.db.dialect).intent
 
         def job(session: Session) -> None:
-            if session.execute(insert).rowcount == 0:  # type: ignore[attr-defined]
+            if session.execute(insert, values).rowcount == 0:  # type: ignore[attr-defined]
                 # Interrupted mid-effect before: run again under the same key (the receiving
                 # system deduplicates), without a second intent record.
                 session.execute(
@@ -589,23 +594,19 @@ class JournalStage(Stage):
     def _result_job(self, call: Syscall, result: SyscallResult) -> Callable[[Session], bool]:
         usage = result.usage
         now = self._s.clock.now()
-        done = (
-            _SYSCALLS.update()
-            .where(_SYSCALLS.c.key == call.key, _SYSCALLS.c.status != "done")
-            .values(
-                status="done",
-                result=result.value,
-                error=None,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost=usage.cost,
-                finished_at=now,
-            )
-        )
         dialect = self._s.db.dialect
+        done = statements(dialect).result
+        params = {
+            "b_key": call.key,
+            "b_result": result.value,
+            "b_in": usage.input_tokens,
+            "b_out": usage.output_tokens,
+            "b_cost": usage.cost,
+            "b_at": now,
+        }
 
         def job(session: Session) -> bool:
-            if session.execute(done).rowcount == 0:  # type: ignore[attr-defined]
+            if session.execute(done, params).rowcount == 0:  # type: ignore[attr-defined]
                 return False  # never charge or audit the same syscall twice
             self._s.audit.append(
                 session, _record(call, "syscall.result", summary=_summary(result.value))
@@ -622,15 +623,79 @@ _PROCESSES = cast(Table, ProcessRow.__table__)
 _TENANT_USAGE = cast(Table, TenantUsageRow.__table__)
 
 
-def _insert_ignore(dialect: str, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING on the primary key, on either backend."""
+def _dialect_insert(dialect: str, table: Table) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key))
+        return pg_insert(table)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key))
+    return sqlite_insert(table)
+
+
+class _Statements:
+    """The journal's hot-path statements, built once per dialect with bound parameters.
+
+    Building ``insert().values(...)`` per call re-coerces every value and regenerates the
+    statement's cache key, which cost more CPU than executing it; executing a prebuilt
+    statement with a parameter dict hits SQLAlchemy's compiled cache directly.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        self.audit = _AUDIT.insert()
+        self.intent = _dialect_insert(dialect, _SYSCALLS).on_conflict_do_nothing(
+            index_elements=[_SYSCALLS.c.key]
+        )
+        s = _SYSCALLS.c
+        self.result = (
+            _SYSCALLS.update()
+            .where(s.key == bindparam("b_key"), s.status != "done")
+            .values(
+                status="done",
+                result=bindparam("b_result", type_=JSON),
+                error=None,
+                input_tokens=bindparam("b_in"),
+                output_tokens=bindparam("b_out"),
+                cost=bindparam("b_cost"),
+                finished_at=bindparam("b_at", type_=UTCDateTime()),
+            )
+        )
+        p = _PROCESSES.c
+        self.charge_process = (
+            _PROCESSES.update()
+            .where(p.pid == bindparam("b_pid"))
+            .values(
+                input_tokens=p.input_tokens + bindparam("b_in"),
+                output_tokens=p.output_tokens + bindparam("b_out"),
+                tool_calls=p.tool_calls + bindparam("b_tools"),
+                llm_calls=p.llm_calls + bindparam("b_llm"),
+                cost=p.cost + bindparam("b_cost", type_=Float),
+                updated_at=bindparam("b_at", type_=UTCDateTime()),
+            )
+        )
+        t = _TENANT_USAGE.c
+        upsert = _dialect_insert(dialect, _TENANT_USAGE)
+        self.charge_tenant = upsert.on_conflict_do_update(
+            index_elements=[t.tenant_id],
+            set_={
+                "input_tokens": t.input_tokens + upsert.excluded.input_tokens,
+                "output_tokens": t.output_tokens + upsert.excluded.output_tokens,
+                "tool_calls": t.tool_calls + upsert.excluded.tool_calls,
+                "llm_calls": t.llm_calls + upsert.excluded.llm_calls,
+                "cost": t.cost + upsert.excluded.cost,
+            },
+        )
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def statements(dialect: str) -> _Statements:
+    """The prebuilt statements for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _Statements(dialect)
+    return found
 
 
 _tenant_ids: dict[tuple[int, str], int] = {}
@@ -646,51 +711,38 @@ def charge(
     dialect: str | None = None,
 ) -> None:
     """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn)."""
+    bind = session.get_bind()
+    sql = statements(dialect or bind.dialect.name)
     session.execute(
-        _PROCESSES.update()
-        .where(_PROCESSES.c.pid == pid)
-        .values(
-            input_tokens=_PROCESSES.c.input_tokens + usage.input_tokens,
-            output_tokens=_PROCESSES.c.output_tokens + usage.output_tokens,
-            tool_calls=_PROCESSES.c.tool_calls + usage.tool_calls,
-            llm_calls=_PROCESSES.c.llm_calls + usage.llm_calls,
-            cost=_PROCESSES.c.cost + usage.cost,
-            updated_at=now,
-        )
+        sql.charge_process,
+        {
+            "b_pid": pid,
+            "b_in": usage.input_tokens,
+            "b_out": usage.output_tokens,
+            "b_tools": usage.tool_calls,
+            "b_llm": usage.llm_calls,
+            "b_cost": usage.cost,
+            "b_at": now,
+        },
     )
     # Tenant ids never change: remember them per database (engine) instead of asking again.
-    cache_key = (id(session.get_bind()), tenant)
+    cache_key = (id(bind), tenant)
     tenant_id = _tenant_ids.get(cache_key)
     if tenant_id is None:
         tenant_id = session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
         if tenant_id is None:
             return
         _tenant_ids[cache_key] = tenant_id
-    dialect = dialect or session.get_bind().dialect.name
-    c = _TENANT_USAGE.c
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert_insert  # type: ignore[assignment]
-    statement = upsert_insert(_TENANT_USAGE).values(
-        tenant_id=tenant_id,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        tool_calls=usage.tool_calls,
-        llm_calls=usage.llm_calls,
-        cost=usage.cost,
-    )
     session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[c.tenant_id],
-            set_={
-                "input_tokens": c.input_tokens + usage.input_tokens,
-                "output_tokens": c.output_tokens + usage.output_tokens,
-                "tool_calls": c.tool_calls + usage.tool_calls,
-                "llm_calls": c.llm_calls + usage.llm_calls,
-                "cost": c.cost + usage.cost,
-            },
-        )
+        sql.charge_tenant,
+        {
+            "tenant_id": tenant_id,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "tool_calls": usage.tool_calls,
+            "llm_calls": usage.llm_calls,
+            "cost": usage.cost,
+        },
     )
 
 
