@@ -244,6 +244,9 @@ class ProcessManager:
         self._watch: dict[int, asyncio.Condition] = {}
         self._graphs: dict[str, Any] = {}
         self._closing = False
+        # Bounds how many processes step at once: a burst of spawns is accepted (committed)
+        # at full speed while their first steps queue here instead of starving the loop.
+        self._slots = asyncio.Semaphore(kernel.settings.max_running_processes)
 
     # -- Spawning -----------------------------------------------------------------------------
 
@@ -665,7 +668,8 @@ class ProcessManager:
         usage_book = self._kernel.usage
         outcome: tuple[ProcessState, dict[str, Any]]
         try:
-            outcome = await self._run_graph(pid)
+            async with self._slots:
+                outcome = await self._run_graph(pid)
         except asyncio.CancelledError:
             # Kernel shutdown: the process stays live in the table and resumes on next start.
             usage_book.stop_clock(pid)
@@ -699,13 +703,22 @@ class ProcessManager:
             return
         waiting_on = "human" if state is ProcessState.WAITING else None
         changed = await self._set_state(
-            pid, state, waiting_on=waiting_on, expect=frozenset({ProcessState.RUNNING})
+            pid,
+            state,
+            waiting_on=waiting_on,
+            expect=frozenset({ProcessState.RUNNING, ProcessState.PENDING}),
         )
         if changed and state is ProcessState.WAITING and await self._undelivered_answers(pid):
             self._start(pid)  # answered while this run was still going: go on at once
 
     async def _run_graph(self, pid: int) -> tuple[ProcessState, dict[str, Any]]:
         usage_book = self._kernel.usage
+        runner = self._runners.get(pid)
+        if runner is not None and runner.signal is Signal.KILL:  # killed while queued
+            return ProcessState.KILLED, {"error": {"code": "killed", "message": "killed"}}
+        if runner is not None and runner.signal is Signal.SUSPEND:
+            runner.signal = None
+            return ProcessState.SUSPENDED, {}
         info = await self.get(pid)
         spec = self._agent(info.agent)
         ref = await self._process_ref(info)

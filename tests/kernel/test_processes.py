@@ -561,3 +561,26 @@ async def test_a_process_emits_events_and_spawns_children_as_syscalls(kernel_fac
     assert [(e.topic, e.event_id) for e in events] == [
         ("city.truck.dispatched", done.output["event_id"])
     ]
+
+
+async def test_processes_queue_for_a_run_slot_and_signals_reach_them(
+    kernos_settings: Settings,
+) -> None:
+    GATE["entered"], GATE["open"] = asyncio.Event(), asyncio.Event()
+    plugins = PluginManager(entry_points=False)
+    plugins.add(Agents(), name="test-agents")
+    settings = kernos_settings.model_copy(update={"max_running_processes": 1})
+    async with Kernel(settings, plugins=plugins) as kernel:
+        first = await kernel.processes.spawn("stepper", {}, principal=ADMIN)
+        await asyncio.wait_for(GATE["entered"].wait(), timeout=30)
+        queued = await kernel.processes.spawn("asker", {}, principal=ADMIN)
+        also = await kernel.processes.spawn("asker", {}, principal=ADMIN)
+        assert (await kernel.processes.get(queued.pid)).state is ProcessState.PENDING
+        await kernel.processes.signal(queued.pid, Signal.KILL)
+        await kernel.processes.signal(also.pid, Signal.SUSPEND)
+        GATE["open"].set()
+        assert (await kernel.processes.wait(first.pid, timeout=30)).state is ProcessState.DONE
+        assert (await kernel.processes.wait(queued.pid, timeout=30)).state is ProcessState.KILLED
+        suspended = await kernel.processes.wait(also.pid, timeout=30, until=SETTLED)
+        assert suspended.state is ProcessState.SUSPENDED
+        assert EFFECTS == ["first", "second", "third"]  # the killed one never ran its add
