@@ -4,8 +4,11 @@ and on PostgreSQL (a fresh database per test on the server ``scripts/services.sh
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,32 @@ def kernos_database_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("pg_database_url")
+
+
+@pytest.fixture(scope="session")
+def hello_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install`` examples/kernos-hello into a private target directory, once per run.
+
+    Put it on ``PYTHONPATH`` (subprocesses) or ``sys.path`` to make the plugin installed;
+    the test virtualenv itself stays clean.
+    """
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "kernos-hello"
+    subprocess.run(["cp", "-r", str(root / "examples" / "kernos-hello"), str(source)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+    )
+    return target

@@ -34,27 +34,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip install`` the example plugin into a private target directory."""
-    target = tmp_path_factory.mktemp("site")
-    source = tmp_path_factory.mktemp("src") / "kernos-hello"
-    subprocess.run(["cp", "-r", str(ROOT / "examples" / "kernos-hello"), str(source)], check=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-    )
-    return target
+def plugin_site(hello_plugin_site: Path) -> Path:
+    """The example plugin, pip-installed into a private target directory (conftest)."""
+    return hello_plugin_site
 
 
 def environment(home: Path, port: int, site: Path | None = None) -> dict[str, str]:

@@ -20,27 +20,9 @@ KERNOS = str(Path(sys.executable).with_name("kernos"))
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip install`` the example into a private target directory (the venv stays clean)."""
-    target = tmp_path_factory.mktemp("site")
-    source = tmp_path_factory.mktemp("src") / "kernos-hello"
-    subprocess.run(["cp", "-r", str(ROOT / "examples" / "kernos-hello"), str(source)], check=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-    )
-    return target
+def installed(hello_plugin_site: Path) -> Path:
+    """The example plugin, pip-installed into a private target directory (conftest)."""
+    return hello_plugin_site
 
 
 def _env(target: Path, home: Path) -> dict[str, str]:
