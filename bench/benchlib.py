@@ -94,8 +94,10 @@ def admin() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def temp_kernel(plugin: object, *, name: str = "bench-agents") -> AsyncIterator[Any]:
-    """A started kernel on a fresh temporary home (default settings) with one inline plugin."""
+async def temp_kernel(
+    plugin: object, *, name: str = "bench-agents", **overrides: Any
+) -> AsyncIterator[Any]:
+    """A started kernel on a fresh temporary home (default settings unless ``overrides``)."""
     from kernos.kernel.kernel import Kernel
     from kernos.kernel.pluginmanager import PluginManager
     from kernos.kernel.settings import load_settings
@@ -104,7 +106,7 @@ async def temp_kernel(plugin: object, *, name: str = "bench-agents") -> AsyncIte
         if key.startswith("KERNOS_"):
             del os.environ[key]
     with tempfile.TemporaryDirectory(prefix="kernos-bench-") as tmp:
-        settings = load_settings(home=Path(tmp) / "home")
+        settings = load_settings(home=Path(tmp) / "home", **overrides)
         plugins = PluginManager(entry_points=False)
         plugins.add(plugin, name=name)
         kernel = Kernel(settings, plugins=plugins)

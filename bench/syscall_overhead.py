@@ -237,7 +237,8 @@ async def measure(quick: bool) -> list[str]:
 
     bare = bare_graph()
     await bare_loop(bare, calls)  # warm-up
-    async with benchlib.temp_kernel(BenchPlugin()) as kernel:
+    # Every process runs at once by design (they meet at a barrier): no run-slot queueing.
+    async with benchlib.temp_kernel(BenchPlugin(), max_running_processes=4096) as kernel:
         await governed_loop(kernel, calls)  # warm-up: graph compiled, connections open
 
         # (a) CPU and wall per call, bare and governed runs interleaved (drift hits both)

@@ -94,9 +94,10 @@ class Settings(BaseSettings):
     writer_max_batch: int = Field(default=512, ge=1, le=100_000)
     """Most write jobs the single writer commits in one transaction (group commit)."""
 
-    max_running_processes: int = Field(default=64, ge=1, le=100_000)
+    max_running_processes: int = Field(default=256, ge=1, le=100_000)
     """Processes that step at once; more wait as ``pending`` for a slot (accepting runs stays
-    fast under load, and memory stays bounded)."""
+    fast under load, and memory stays bounded). A process blocked inside a step keeps its
+    slot, so processes that wait on each other within a step need this above their number."""
 
     event_max_attempts: int = Field(default=5, ge=1, le=100)
     """Delivery attempts per event and subscriber before it goes to the dead-letter queue."""
