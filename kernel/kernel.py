@@ -39,15 +39,14 @@ from kernos.kernel.identity import (
     IdentityStore,
     PrincipalKind,
 )
+from kernos.kernel.journal import JournalIndex, UsageBook
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
 from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
-    JournalIndex,
     LocalAdminAuthorizer,
     PlainAuditSink,
     StageServices,
-    UsageBook,
     default_stages,
 )
 from kernos.kernel.storage import migrate
