@@ -217,9 +217,6 @@ def statements(dialect: str) -> _Statements:
     return found
 
 
-_tenant_ids: dict[tuple[int, str], int] = {}
-
-
 def charge(
     session: Session,
     pid: int,
@@ -227,9 +224,14 @@ def charge(
     usage: Usage,
     *,
     now: datetime,
+    tenant_ids: dict[str, int],
     dialect: str | None = None,
 ) -> None:
-    """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn)."""
+    """Add ``usage`` to the process row and its tenant's totals (inside the caller's txn).
+
+    ``tenant_ids`` caches tenant name → id for one database (tenant ids never change); the
+    caller owns it, one per kernel, so two databases can never share an entry.
+    """
     bind = session.get_bind()
     sql = statements(dialect or bind.dialect.name)
     session.execute(
@@ -244,14 +246,12 @@ def charge(
             "b_at": now,
         },
     )
-    # Tenant ids never change: remember them per database (engine) instead of asking again.
-    cache_key = (id(bind), tenant)
-    tenant_id = _tenant_ids.get(cache_key)
+    tenant_id = tenant_ids.get(tenant)
     if tenant_id is None:
         tenant_id = session.scalar(select(TenantRow.id).where(TenantRow.name == tenant))
         if tenant_id is None:
             return
-        _tenant_ids[cache_key] = tenant_id
+        tenant_ids[tenant] = tenant_id
     session.execute(
         sql.charge_tenant,
         {

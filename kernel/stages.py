@@ -415,6 +415,7 @@ class JournalStage(Stage):
 
     def __init__(self, services: StageServices) -> None:
         self._s = services
+        self._tenant_ids: dict[str, int] = {}  # this kernel's database only
 
     async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
         await self._s.db.write(self._intent_job(call))
@@ -504,7 +505,15 @@ class JournalStage(Stage):
             self._s.audit.append(
                 session, _record(call, "syscall.result", summary=_summary(result.value))
             )
-            charge(session, call.process.pid, call.process.tenant, usage, now=now, dialect=dialect)
+            charge(
+                session,
+                call.process.pid,
+                call.process.tenant,
+                usage,
+                now=now,
+                tenant_ids=self._tenant_ids,
+                dialect=dialect,
+            )
             return True
 
         return job
