@@ -306,3 +306,15 @@ class DeadLetterRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     replayed_by: Mapped[str | None] = mapped_column(String(127))
+
+
+# -- Audit chain (migration 0006) -----------------------------------------------------------
+
+
+# -- Policy (migration 0007) ----------------------------------------------------------------
+
+
+# -- API keys (migration 0008) --------------------------------------------------------------
+
+
+# -- Tokenization vault (migration 0009) ----------------------------------------------------
