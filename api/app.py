@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from kernos.api.problems import install_problem_handlers
-from kernos.api.routes import approvals, events, health, processes, runs
+from kernos.api.routes import approvals, audit, events, health, keys, policy, processes, runs
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.tokens import Authenticator, ensure_admin_token
 
@@ -33,6 +33,9 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(processes.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
+    app.include_router(keys.router)
+    app.include_router(policy.router)
+    app.include_router(audit.router)
     return app
 
 

@@ -8,11 +8,12 @@ missing or unknown token is a 401 problem with ``WWW-Authenticate: Bearer``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kernos.kernel.errors import Unauthenticated
 from kernos.kernel.identity import Principal
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.processes import ProcessManager
@@ -59,9 +60,15 @@ async def get_current_principal(
             "KERNOS_HOME/admin.token, or an API key",
             invalid=False,
         )
-    authenticators: Sequence[Authenticator] = request.app.state.authenticators
+    authenticators: Sequence[Authenticator] = [
+        *request.app.state.authenticators,
+        *request.app.state.kernel.authenticators,
+    ]
     for authenticator in authenticators:
-        principal = await authenticator.authenticate(credentials.credentials)
+        try:
+            principal = await authenticator.authenticate(credentials.credentials)
+        except Unauthenticated as exc:  # a known key that was revoked or has expired
+            raise _unauthenticated(str(exc), invalid=True) from None
         if principal is not None:
             return principal
     raise _unauthenticated("the bearer token is not valid for this kernel", invalid=True)
@@ -71,10 +78,25 @@ CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 """Who is calling (authenticated)."""
 
 
+def allowed(obj: str, action: str) -> Any:
+    """A dependency: the caller, once the policy allows it ``action`` on ``obj`` (else 403).
+
+    Use as ``principal: Annotated[Principal, allowed("process:*", "read")]``. Checks that
+    depend on a path parameter (one process, one approval) happen in the kernel call itself.
+    """
+
+    async def check(principal: CurrentPrincipal, kernel: KernelDep) -> Principal:
+        await kernel.authorize(principal, obj, action)
+        return principal
+
+    return Depends(check)
+
+
 __all__ = [
     "CurrentPrincipal",
     "KernelDep",
     "ProcessesDep",
+    "allowed",
     "get_current_principal",
     "get_kernel",
     "get_processes",

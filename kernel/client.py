@@ -154,6 +154,21 @@ class KernosClient:
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Any route, for plugins' commands: the decoded JSON body (``None`` for 204).
+
+        Errors are raised as the ``KernosError`` the server reported, like the typed methods.
+        """
+        response = self._request(method, path, json=json, params=params)
+        return None if response.status_code == 204 or not response.content else response.json()
+
     # -- Routes -------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:

@@ -82,6 +82,13 @@ class ApprovalDenied(PolicyDenied):
     code = "approval_denied"
 
 
+class Unauthenticated(PolicyDenied):
+    """The credential is missing, unknown, expired or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
 class BudgetExceeded(KernosError):
     """A process or tenant has used up a budget (tokens, tool calls, wall time, cost)."""
 

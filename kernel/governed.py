@@ -265,7 +265,9 @@ class KernelChatModel(BaseChatModel):
         inner = self.inner
 
         async def execute(call: Syscall) -> SyscallResult:
-            reply = await inner.ainvoke(messages, stop=stop, **kwargs)
+            # What stages left of the messages (the redaction guard replaces secrets).
+            sent = call.attributes.get(LLM_MESSAGES, messages)
+            reply = await inner.ainvoke(sent, stop=stop, **kwargs)
             if not isinstance(reply, BaseMessage):
                 reply = AIMessage(content=str(reply))
             usage = Usage(llm_calls=1)
@@ -281,10 +283,16 @@ class KernelChatModel(BaseChatModel):
             args={"messages": len(messages)},
             process=context.process,
             executor=execute,
+            attributes={LLM_MESSAGES: list(messages)},
         )
         result = await context.pipeline.run(call)
         [message] = messages_from_dict([result.value])
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+LLM_MESSAGES = "messages"
+"""``Syscall.attributes`` key of an ``llm.chat`` call's messages: what the backend receives,
+after the stages (the redaction guard) had their say."""
 
 
 async def ask_human(question: str, *, required_role: str | None = None) -> Any:

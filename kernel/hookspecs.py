@@ -9,7 +9,7 @@ both). Later issues add their hooks here together with their tests.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -49,6 +49,12 @@ def register_agents(register: Callable[[AgentSpec], None]) -> None:
 @hookspec
 def register_pipeline_stages(register: Callable[..., None]) -> None:
     """Add or replace syscall pipeline stages: ``register(stage, before=|after=|replace=NAME)``."""
+
+
+@hookspec
+def register_redactors(register: Callable[[Any], None]) -> None:
+    """Add detectors of secrets or personal data for the redaction guard: ``register(detector)``
+    (a ``kernos.policy.detectors.Detector``; names unique across plugins)."""
 
 
 @hookspec

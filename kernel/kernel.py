@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from langchain_core.runnables import Runnable, RunnableLambda
 from sqlalchemy import update
@@ -30,6 +30,7 @@ from kernos.kernel.errors import (
     EssentialPluginError,
     KernelUnavailable,
     LeaseLost,
+    PolicyDenied,
 )
 from kernos.kernel.events import EventBus
 from kernos.kernel.governed import KernelChatModel
@@ -37,6 +38,7 @@ from kernos.kernel.identity import (
     DEFAULT_TENANT,
     LOCAL_ADMIN,
     IdentityStore,
+    Principal,
     PrincipalKind,
 )
 from kernos.kernel.journal import JournalIndex, UsageBook
@@ -53,8 +55,17 @@ from kernos.kernel.storage import migrate
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.lease import Lease, lease_for
 from kernos.kernel.storage.models import ProcessRow
-from kernos.kernel.syscalls import AuditSink, Authorizer, Pipeline
+from kernos.kernel.syscalls import (
+    AuditRecord,
+    AuditSink,
+    Authorizer,
+    AuthRequest,
+    Decision,
+    Pipeline,
+    Stage,
+)
 from kernos.kernel.telemetry import Telemetry
+from kernos.kernel.tokens import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +140,11 @@ class Kernel:
         self.journal = JournalIndex()
         self.audit_sink: AuditSink = PlainAuditSink(self.clock)
         self.authorizer: Authorizer = LocalAdminAuthorizer()
+        self.authenticators: list[Authenticator] = []
+        self.notices: list[str] = []
+        """One-time messages for whoever started the kernel (a new admin key, say): the CLI
+        prints them once; they are never logged, since they may hold a secret."""
+        """Bearer-token authenticators plugins add (API keys), tried after the admin token."""
         self.pipeline = Pipeline([])
         self._llm = llm
         self._processes: ProcessManager | None = None
@@ -175,7 +191,8 @@ class Kernel:
                     kind=PrincipalKind.PERSON,
                     display_name="Local admin",
                 )
-                self.pipeline = self._build_pipeline()
+                stages = await self._install_providers()
+                self.pipeline = self._build_pipeline(stages)
                 self._processes = ProcessManager(
                     self, KernosCheckpointSaver(self.db, on_checkpoint=self._on_checkpoint)
                 )
@@ -222,7 +239,61 @@ class Kernel:
                 "point KERNOS_HOME at a writable folder"
             ) from exc
 
-    def _build_pipeline(self) -> Pipeline:
+    async def _install_providers(self) -> list[tuple[Stage, dict[str, str]]]:
+        """Let plugins supply the authorizer and the audit sink (the policy layer does), and
+        build the stages that need the kernel; returns those stages with where they go."""
+        stages: list[tuple[Stage, dict[str, str]]] = []
+        for plugin, provider in self.plugins.pipeline_providers():
+            slot = provider.slot
+            try:
+                component = await provider.build(self)
+            except Exception as exc:
+                raise EssentialPluginError(
+                    f"plugin {plugin!r} failed to provide the pipeline's {slot}: {exc}"
+                ) from exc
+            expected = {"authorizer": Authorizer, "audit_sink": AuditSink, "stage": Stage}[slot]
+            if not isinstance(component, expected):
+                raise EssentialPluginError(
+                    f"plugin {plugin!r} provided {component!r} as the {slot}, "
+                    f"not a {expected.__name__}"
+                )
+            if isinstance(component, Stage):
+                stages.append((component, provider.where))
+            else:
+                setattr(self, slot, component)
+            log.info("pipeline %s provided by %s", slot, plugin)
+        return stages
+
+    async def authorize(self, principal: Principal, obj: str, action: str) -> Decision:
+        """Decide an operator's action (outside any process) within the principal's tenant.
+
+        A denial is audited and raised as ``PolicyDenied``; an allowed action returns the
+        decision (the action's own audit record says what was done).
+        """
+        request = AuthRequest(principal=principal, tenant=principal.tenant, obj=obj, action=action)
+        decision = await self.authorizer.authorize(request)
+        if decision.allowed:
+            return decision
+        await self.deny(principal, obj, action, rule=decision.rule)
+
+    async def deny(self, principal: Principal, obj: str, action: str, *, rule: str) -> NoReturn:
+        """Audit an operator's refused action, then raise ``PolicyDenied`` naming the rule."""
+        record = AuditRecord(
+            event="operator.denied",
+            tenant=principal.tenant,
+            principal=principal.subject,
+            target=obj,
+            kind=action,
+            decision="deny",
+            rule=rule,
+        )
+        await self.db.write(lambda session: self.audit_sink.append(session, record))
+        raise PolicyDenied(
+            f"{principal.subject} may not {action} {obj} (rule: {rule}); "
+            "ask an admin of the tenant for a role that allows it"
+        )
+
+    def _build_pipeline(self, provided: list[tuple[Stage, dict[str, str]]]) -> Pipeline:
         services = StageServices(
             db=self.db,
             clock=self.clock,
@@ -233,7 +304,7 @@ class Kernel:
             journal=self.journal,
         )
         pipeline = Pipeline(default_stages(services))
-        for stage, where in self.plugins.pipeline_stages():
+        for stage, where in [*self.plugins.pipeline_stages(), *provided]:
             try:
                 pipeline.insert(stage, **where)
             except ValueError as exc:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from kernos.kernel.cli.lazy import LazyCommand
     from kernos.kernel.events import Trigger
     from kernos.kernel.kernel import Kernel
-    from kernos.kernel.syscalls import Stage
+    from kernos.kernel.syscalls import Provider, Stage
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     # The kernel's own CLI commands: without them there is no `kernos up`.
     Builtin("kernos.kernel.cli.commands", essential=True),
     Builtin("kernos.api.plugin", essential=True),
+    # Casbin authorization, the hash-chained audit log, API keys, redaction: deny by default.
+    Builtin("kernos.policy.plugin", essential=True),
 )
 """First-party plugins, loaded in this order before any third-party plugin."""
 
@@ -314,11 +316,13 @@ class PluginManager:
 
     def pipeline_stages(self) -> list[tuple[Stage, dict[str, str]]]:
         """Collect the syscall pipeline stages plugins add, with where each goes."""
-        from kernos.kernel.syscalls import Stage
+        from kernos.kernel.syscalls import Provider, Stage
 
         found: list[tuple[Stage, dict[str, str]]] = []
 
         def check(item: Any) -> None:
+            if isinstance(item, Provider):
+                return  # collected by pipeline_providers()
             stage, where = item if isinstance(item, tuple) else (item, {})
             if not isinstance(stage, Stage):
                 raise InvalidInput(f"register_pipeline_stages expects a Stage, got {stage!r}")
@@ -328,10 +332,67 @@ class PluginManager:
                 )
 
         def add(plugin: str, item: Any) -> None:
-            found.append(item)
+            if not isinstance(item, Provider):
+                found.append(item if isinstance(item, tuple) else (item, {}))
 
         self._collect("register_pipeline_stages", add, check)
         return found
+
+    def pipeline_providers(self) -> list[tuple[str, Provider]]:
+        """The providers plugins register (authorizer, audit sink, stages), with their plugin.
+
+        One plugin at most provides the authorizer, and one the audit sink.
+        """
+        from kernos.kernel.syscalls import Provider
+
+        found: list[tuple[str, Provider]] = []
+
+        def check(item: Any) -> None:
+            if not isinstance(item, Provider):
+                return
+            if item.slot == "stage":
+                if len(item.where) != 1 or next(iter(item.where)) not in (
+                    "before",
+                    "after",
+                    "replace",
+                ):
+                    raise InvalidInput(
+                        "a stage provider needs exactly one of before=, after=, replace="
+                    )
+                return
+            for plugin, earlier in found:
+                if earlier.slot == item.slot:
+                    raise DuplicateRegistration(
+                        f"the pipeline's {item.slot} is already provided by plugin {plugin!r}"
+                    )
+
+        def add(plugin: str, item: Any) -> None:
+            if isinstance(item, Provider):
+                found.append((plugin, item))
+
+        self._collect("register_pipeline_stages", add, check)
+        return found
+
+    def redactors(self) -> list[Any]:
+        """Collect the detectors plugins add to the redaction guard (names unique)."""
+        found: list[Any] = []
+
+        def check(item: Any) -> None:
+            if not callable(getattr(item, "find", None)) or not isinstance(
+                getattr(item, "name", None), str
+            ):
+                raise InvalidInput(
+                    f"register_redactors expects a Detector (with .name and .find), got {item!r}"
+                )
+            if any(d.name == item.name for d in found):
+                raise DuplicateRegistration(f"detector {item.name!r} registered twice")
+
+        def add(plugin: str, item: Any) -> None:
+            found.append(item)
+
+        self._collect("register_redactors", add, check)
+        failed = {i.name for i in self._infos.values() if i.status == "failed"}
+        return [d for d in found if getattr(d, "plugin", "") not in failed]
 
     def triggers(self) -> list[Trigger]:
         """Collect every plugin's event triggers (names unique across plugins)."""

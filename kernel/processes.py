@@ -41,7 +41,7 @@ from kernos.kernel.storage.models import (
     SyscallRow,
     TenantRow,
 )
-from kernos.kernel.syscalls import AuditRecord, ProcessRef, Usage
+from kernos.kernel.syscalls import Actor, AuditRecord, ProcessRef, Usage
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_APPROVER = "operator"
+"""The role an approval requires when it names none (``approval:operator`` in the policy)."""
 
 
 class ProcessState(StrEnum):
@@ -269,6 +273,8 @@ class ProcessManager:
         Raises ``NotFound`` (unknown agent, parent), ``InvalidInput`` (input fails the agent's
         schema) or ``Conflict`` (parent not live or in another tenant).
         """
+        if parent_pid is None:  # a child's spawn is a syscall, authorized by the pipeline
+            await self._kernel.authorize(principal, f"agent:{agent}", "spawn")
         spec = self._agent(agent)
         payload = self._validate_input(spec, input or {})
         chosen = budgets or spec.budgets
@@ -426,12 +432,23 @@ class ProcessManager:
 
     # -- Signals ------------------------------------------------------------------------------
 
-    async def signal(self, pid: int, signal: Signal, *, tenant: str | None = None) -> ProcessInfo:
+    async def signal(
+        self,
+        pid: int,
+        signal: Signal,
+        *,
+        tenant: str | None = None,
+        by: Principal | None = None,
+    ) -> ProcessInfo:
         """Suspend, resume or kill (with its children) a process.
 
-        Raises ``NotFound`` and ``Conflict`` (for example resuming a process that is not
-        suspended).
+        ``by`` is the operator asking (authorized for ``signal`` on ``process:PID`` and kept to
+        its own tenant); ``None`` means the kernel itself. Raises ``PolicyDenied``, ``NotFound``
+        and ``Conflict`` (for example resuming a process that is not suspended).
         """
+        if by is not None:
+            await self._kernel.authorize(by, f"process:{pid}", "signal")
+            tenant = by.tenant
         info = await self.get(pid, tenant=tenant)
         if signal is Signal.KILL:
             for victim in await self._descendants(pid):
@@ -504,8 +521,12 @@ class ProcessManager:
     ) -> ApprovalInfo:
         """Answer an approval and resume its process (unless it is suspended).
 
-        Raises ``NotFound`` (unknown, or another tenant's) and ``Conflict`` (already decided).
+        The policy decides who may answer: ``approve`` on ``approval:ROLE``, ROLE being the
+        role the approval requires (``operator`` when it names none). Raises ``NotFound``
+        (unknown, or another tenant's), ``PolicyDenied`` and ``Conflict`` (already decided).
         """
+        required = await self._required_role(approval_id, tenant=by.tenant)
+        await self._kernel.authorize(by, f"approval:{required or DEFAULT_APPROVER}", "approve")
         now = self._clock.now()
 
         def job(session: Session) -> tuple[ApprovalInfo, int]:
@@ -554,6 +575,19 @@ class ProcessManager:
         ):
             self._start(pid)  # a suspended process keeps the answer until it is resumed
         return info
+
+    async def _required_role(self, approval_id: str, *, tenant: str) -> str | None:
+        async with self._db.read() as session:
+            found = (
+                await session.execute(
+                    select(ApprovalRow.required_role, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == ApprovalRow.tenant_id)
+                    .where(ApprovalRow.id == approval_id)
+                )
+            ).first()
+        if found is None or found[1] != tenant:
+            raise NotFound(f"no approval {approval_id!r} in tenant {tenant!r}")
+        return found[0]
 
     async def _emit(
         self, topic: str, data: dict[str, Any], *, event_id: str, process: ProcessRef
@@ -639,19 +673,23 @@ class ProcessManager:
         return graph
 
     async def _process_ref(self, info: ProcessInfo) -> ProcessRef:
-        parent_owner = None
-        if info.parent_pid is not None:
-            parent = await self.get(info.parent_pid)
-            parent_owner = await self._principal(parent.tenant, parent.owner)
+        ancestors: list[Actor] = []
+        above = info.parent_pid
+        while above is not None:  # a child acts with at most the grants of every ancestor
+            parent = await self.get(above)
+            owner = await self._principal(parent.tenant, parent.owner)
+            ancestors.append(Actor(owner=owner, agent=parent.agent))
+            above = parent.parent_pid
         return ProcessRef(
             pid=info.pid,
             tenant=info.tenant,
             owner=await self._principal(info.tenant, info.owner),
             agent=info.agent,
             parent_pid=info.parent_pid,
-            parent_owner=parent_owner,
+            parent_owner=ancestors[0].owner if ancestors else None,
             correlation_id=info.correlation_id,
             budgets=info.budgets,
+            ancestors=tuple(ancestors),
         )
 
     async def _principal(self, tenant: str, name: str) -> Principal:

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -105,6 +105,26 @@ class Settings(BaseSettings):
     event_backoff_seconds: float = Field(default=1.0, gt=0, le=3600)
     """First retry delay of a failed delivery; it doubles per attempt (with jitter)."""
 
+    policy_refresh_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """Bound on how stale the policy may be: a change written by another process (another
+    kernel or CLI on the same database) is in force for every decision made later than this
+    many seconds after its commit. Changes made through this kernel apply at once."""
+
+    vault_key_file: Path | None = None
+    """32-byte key of the tokenization vault (redacted originals are encrypted with it, and
+    redaction tokens are derived from it). Default: ``vault.key`` in ``home``, created with
+    mode 0600 on first use. Back it up: without it no redacted value can be revealed."""
+
+    audit_signing_key: Path | None = None
+    """Ed25519 private key (PEM) that signs audit checkpoints; make one with ``kernos audit
+    keygen --out PATH``. Must lie outside ``home``: whoever can write the database can usually
+    read ``home`` too, and the key is what makes a rewritten history detectable."""
+
+    audit_witness: str | None = None
+    """Where each signed audit checkpoint is also exported: a file path outside ``home`` (a JSON
+    line appended), an ``http(s)://`` URL (the checkpoint POSTed as JSON), or ``-`` for
+    stdout. Keep it where the database's writers cannot reach."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -121,6 +141,36 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("audit_signing_key", mode="after")
+    @classmethod
+    def _key_outside_home(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser().absolute()
+        home = info.data.get("home")
+        if isinstance(home, Path) and _inside(value, home):
+            raise ValueError(
+                f"{value} is inside KERNOS_HOME ({home}): whoever can write the database could "
+                "read the key there and sign a rewritten history; keep it elsewhere"
+            )
+        return value
+
+    @field_validator("audit_witness", mode="after")
+    @classmethod
+    def _witness_outside_home(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value == "-" or value.startswith(("http://", "https://")):
+            return value
+        if "://" in value:
+            raise ValueError("use a file path, an http(s):// URL, or - for stdout")
+        path = Path(value).expanduser().absolute()
+        home = info.data.get("home")
+        if isinstance(home, Path) and _inside(path, home):
+            raise ValueError(
+                f"{path} is inside KERNOS_HOME ({home}): a witness must be out of reach of "
+                "whoever can write the database"
+            )
+        return str(path)
 
     @field_validator("database_url", mode="after")
     @classmethod
@@ -167,9 +217,21 @@ class Settings(BaseSettings):
         return url.set(drivername="postgresql+psycopg")
 
     @property
+    def vault_key_path(self) -> Path:
+        """Where the vault key lives (``vault_key_file``, or ``vault.key`` in ``home``)."""
+        if self.vault_key_file is None:
+            return self.home / "vault.key"
+        return self.vault_key_file.expanduser().absolute()
+
+    @property
     def is_sqlite(self) -> bool:
         """Whether the kernel database is a SQLite file."""
         return self.db_url.get_backend_name() == "sqlite"
+
+
+def _inside(path: Path, home: Path) -> bool:
+    """Whether ``path`` is ``home`` or below it (symbolic links followed)."""
+    return path.resolve().is_relative_to(home.resolve())
 
 
 _SECRET_QUERY = ("password", "passwd", "secret", "token", "key", "sslpassword")

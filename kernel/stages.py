@@ -245,6 +245,7 @@ def auth_request(call: Syscall) -> AuthRequest:
         pid=call.process.pid,
         agent=call.process.agent,
         parent_owner=call.process.parent_owner,
+        ancestors=call.process.ancestors,
         args=call.args,
     )
 

@@ -30,12 +30,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
 from kernos.kernel.catalog import Budgets
 from kernos.kernel.identity import Principal
+
+if TYPE_CHECKING:
+    from kernos.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,14 @@ class SyscallKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Actor:
+    """Who a process acts as: its owner principal and its agent."""
+
+    owner: Principal
+    agent: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessRef:
     """The process a syscall comes from, as the pipeline's stages see it."""
 
@@ -65,6 +76,8 @@ class ProcessRef:
     parent_owner: Principal | None
     correlation_id: str
     budgets: Budgets
+    ancestors: tuple[Actor, ...] = ()
+    """Owner and agent of every process above this one, nearest first."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -157,6 +170,8 @@ class AuthRequest:
     pid: int | None = None
     agent: str | None = None
     parent_owner: Principal | None = None
+    ancestors: tuple[Actor, ...] = ()
+    """The processes above this one, nearest first: a child acts with at most their grants."""
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,3 +268,24 @@ class Pipeline:
             return await stage.handle(current, lambda c: at(index + 1, c))
 
         return await at(0, call)
+
+
+ProviderSlot = Literal["authorizer", "audit_sink", "stage"]
+"""What a provider builds: the authorizer or the audit sink (replacing the kernel's
+defaults), or a stage that needs the kernel to be built (added at ``where``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A pipeline collaborator (authorizer, audit sink) a plugin supplies.
+
+    Registered through ``register_pipeline_stages``; the kernel awaits ``build(kernel)`` once
+    its storage is ready and before it builds the pipeline, so the component can load its state
+    (a policy, the audit chain's head) first. At most one plugin provides each slot; a provider
+    that fails stops the kernel from starting, since running without it would be unsafe.
+    """
+
+    slot: ProviderSlot
+    build: Callable[[Kernel], Awaitable[Authorizer | AuditSink | Stage]]
+    where: dict[str, str] = field(default_factory=dict)
+    """For a stage: exactly one of ``before``/``after``/``replace`` and a stage name."""

@@ -103,7 +103,7 @@ def ensure_admin_token(home: Path) -> LocalAdminToken:
                 path.chmod(0o600)
             return LocalAdminToken(_digest(existing))
         token = secrets.token_urlsafe(32)
-        _write_private(path, token)
+        write_private(path, token)
     except OSError as exc:
         raise StorageError(
             f"cannot create the admin token {path}: {exc.strerror or exc}; "
@@ -113,8 +113,8 @@ def ensure_admin_token(home: Path) -> LocalAdminToken:
     return LocalAdminToken(_digest(token))
 
 
-def _write_private(path: Path, token: str) -> None:
-    """Write ``token`` so that a reader sees either no file or the whole token, never other modes.
+def write_private(path: Path, token: str) -> None:
+    """Write a secret (mode 0600): a reader sees no file or all of it, never other modes.
 
     The temporary file is created with O_EXCL and mode 0600 (the umask can only narrow it),
     then renamed over the final name, so a crash never leaves a half-written token.
@@ -142,4 +142,5 @@ __all__ = [
     "admin_token_path",
     "ensure_admin_token",
     "read_admin_token",
+    "write_private",
 ]

@@ -6,15 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kernos.api.deps import CurrentPrincipal, ProcessesDep
+from kernos.api.deps import CurrentPrincipal, ProcessesDep, allowed
 from kernos.api.schemas import ApprovalList, ApprovalPublic, ApprovalStatus, DecisionRequest
+from kernos.kernel.identity import Principal
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
 
 @router.get("", response_model=ApprovalList, summary="List approvals")
 async def list_approvals(
-    principal: CurrentPrincipal,
+    principal: Annotated[Principal, allowed("approval:*", "read")],
     processes: ProcessesDep,
     status: Annotated[ApprovalStatus, Query(description="Which approvals; 'all' for any.")] = (
         "pending"

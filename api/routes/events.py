@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from kernos.api.deps import CurrentPrincipal, KernelDep
+from kernos.api.deps import KernelDep, allowed
+from kernos.kernel.identity import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -24,7 +25,7 @@ class DeadLetterList(BaseModel):
 
 @router.get("/dlq", response_model=DeadLetterList, summary="List dead letters")
 async def list_dead_letters(
-    principal: CurrentPrincipal,
+    principal: Annotated[Principal, allowed("event:*", "read")],
     kernel: KernelDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most to return.")] = 100,
     include_replayed: Annotated[bool, Query(description="Also those already replayed.")] = False,
@@ -38,7 +39,9 @@ async def list_dead_letters(
 
 @router.post("/dlq/{dead_letter_id}/replay", summary="Replay a dead letter")
 async def replay_dead_letter(
-    dead_letter_id: int, principal: CurrentPrincipal, kernel: KernelDep
+    dead_letter_id: int,
+    principal: Annotated[Principal, allowed("event:*", "write")],
+    kernel: KernelDep,
 ) -> dict[str, Any]:
     """Deliver it again with all its attempts. 404 if unknown or another tenant's, 409 if
     it was already replayed."""

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from kernos.api.deps import CurrentPrincipal, ProcessesDep
+from kernos.api.deps import CurrentPrincipal, ProcessesDep, allowed
 from kernos.api.schemas import ProcessList, ProcessPublic, SignalRequest
+from kernos.kernel.identity import Principal
 from kernos.kernel.processes import ProcessState
 
 router = APIRouter(prefix="/v1/processes", tags=["processes"])
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1/processes", tags=["processes"])
 
 @router.get("", response_model=ProcessList, summary="List processes")
 async def list_processes(
-    principal: CurrentPrincipal,
+    principal: Annotated[Principal, allowed("process:*", "read")],
     processes: ProcessesDep,
     state: Annotated[
         ProcessState | None, Query(description="Only processes in this state.")
@@ -34,7 +35,9 @@ async def list_processes(
 
 @router.get("/{pid}", response_model=ProcessPublic, summary="Get a process")
 async def get_process(
-    pid: int, principal: CurrentPrincipal, processes: ProcessesDep
+    pid: int,
+    principal: Annotated[Principal, allowed("process:*", "read")],
+    processes: ProcessesDep,
 ) -> ProcessPublic:
     """One process (404 if it is missing or belongs to another tenant)."""
     info = await processes.get(pid, tenant=principal.tenant)
@@ -49,5 +52,5 @@ async def signal_process(
     boundary, so a running process may still show ``running``. Killing a finished process
     changes nothing and answers 200 with it; suspending or resuming in the wrong state is 409.
     """
-    info = await processes.signal(pid, body.signal, tenant=principal.tenant)
+    info = await processes.signal(pid, body.signal, by=principal)
     return ProcessPublic.model_validate(info.as_dict())

@@ -30,6 +30,8 @@ async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
         await kernel.ready.wait()
         for failed in kernel.plugins.failures():
             click.echo(f"kernos: warning: plugin {failed.name!r} skipped: {failed.error}", err=True)
+        for notice in kernel.notices:
+            click.echo(notice, err=True)
         until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
         click.echo(
             f"Kernos {kernel.version} running on {kernel.database_shown} {until} "
@@ -147,7 +149,7 @@ def init(as_json: bool) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, log_dir=settings.home / "logs")
 
-    async def _init() -> dict[str, str]:
+    async def _init() -> dict[str, Any]:
         kernel = Kernel(settings)
         async with kernel:
             return {
@@ -156,6 +158,7 @@ def init(as_json: bool) -> None:
                 "schema": kernel.schema_revision or "",
                 "tenant": DEFAULT_TENANT,
                 "admin": LOCAL_ADMIN,
+                "notices": list(kernel.notices),
             }
 
     result = asyncio.run(_init())
@@ -166,3 +169,5 @@ def init(as_json: bool) -> None:
             f"Kernos home {result['home']} is ready: database {result['database']} "
             f"(schema {result['schema']}), tenant {result['tenant']!r}, admin {result['admin']!r}."
         )
+        for notice in result["notices"]:
+            click.echo(notice)

@@ -7,7 +7,7 @@ never block the writer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from kernos.kernel.errors import StorageError
 from kernos.kernel.settings import Settings
 from kernos.kernel.storage.migrate import sync_url
-from kernos.kernel.storage.writer import WriteJob, Writer, WriterStats
+from kernos.kernel.storage.writer import TransactionParticipant, WriteJob, Writer, WriterStats
 from kernos.kernel.telemetry import Telemetry
 
 T = TypeVar("T")
@@ -70,6 +70,7 @@ class Database:
         self._reader: AsyncEngine | None = None
         self._writer_engine: Engine | None = None
         self._writer: Writer | None = None
+        self._participants: tuple[TransactionParticipant, ...] = ()
 
     @property
     def dialect(self) -> str:
@@ -118,6 +119,7 @@ class Database:
             max_batch=self._settings.writer_max_batch,
             telemetry=self._telemetry,
         )
+        self._writer.participants = self._participants
         self._writer.start()
 
     async def stop(self) -> None:
@@ -130,6 +132,26 @@ class Database:
             await self._reader.dispose()
         self._writer = None
         self._writer_engine = self._reader = None
+
+    def add_participant(self, participant: TransactionParticipant) -> Callable[[], None]:
+        """Have ``participant`` follow every write transaction (see ``TransactionParticipant``).
+
+        Register before ``start`` (or at least before the writes it must see). Returns a
+        function that removes it again.
+        """
+        if participant in self._participants:
+            raise ValueError(f"{participant!r} already follows this database's transactions")
+        self._set_participants((*self._participants, participant))
+
+        def remove() -> None:
+            self._set_participants(tuple(p for p in self._participants if p is not participant))
+
+        return remove
+
+    def _set_participants(self, participants: tuple[TransactionParticipant, ...]) -> None:
+        self._participants = participants
+        if self._writer is not None:
+            self._writer.participants = participants
 
     async def write(self, job: WriteJob[T]) -> T:
         """Run ``job(session)`` in the writer's next group commit; return once committed."""

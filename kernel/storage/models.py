@@ -170,7 +170,13 @@ class ApprovalRow(Base):
 
 
 class AuditRow(Base):
-    """The audit log: append-only. The policy issue adds the hash chain over these rows."""
+    """The audit log: append-only, hash-chained (``kernos.policy.audit``).
+
+    ``body`` is the canonical JSON of the record (every column below, ``ts`` as ISO-8601 UTC,
+    and ``seq``); ``hash`` is SHA-256 over ``prev_hash`` and ``body``. The columns are copies
+    for queries, checked against the body on verify. Rows written by the kernel's plain sink
+    (no policy layer) have no hash until the chained sink adopts them.
+    """
 
     __tablename__ = "audit_log"
 
@@ -189,6 +195,9 @@ class AuditRow(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     trace_id: Mapped[str | None] = mapped_column(String(32))
     correlation_id: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str | None] = mapped_column(Text)
 
 
 class TenantUsageRow(Base):
@@ -311,10 +320,105 @@ class DeadLetterRow(Base):
 # -- Audit chain (migration 0006) -----------------------------------------------------------
 
 
+class AuditCheckpointRow(Base):
+    """A signed checkpoint: the Merkle root (RFC 6962) over the record hashes of one range.
+
+    Ranges follow each other without gaps (``first_seq`` is the previous ``last_seq`` + 1);
+    the Ed25519 signature covers the range, root, last record's hash, time, key fingerprint
+    and the previous checkpoint's id and root. Each one is also exported to a witness.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    prev_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer, unique=True)
+    root: Mapped[str] = mapped_column(String(64))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
 # -- Policy (migration 0007) ----------------------------------------------------------------
+
+
+class PolicyRuleRow(Base):
+    """One Casbin policy line in ``sqlalchemy_adapter``'s layout (its ``db_class``).
+
+    ``ptype`` is ``p`` or ``g``; ``v0``..``v5`` are the line's fields, unused ones NULL.
+    """
+
+    __tablename__ = "policy_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(String(255))
+    v0: Mapped[str | None] = mapped_column(String(255))
+    v1: Mapped[str | None] = mapped_column(String(255))
+    v2: Mapped[str | None] = mapped_column(String(255))
+    v3: Mapped[str | None] = mapped_column(String(255))
+    v4: Mapped[str | None] = mapped_column(String(255))
+    v5: Mapped[str | None] = mapped_column(String(255))
+
+    def __str__(self) -> str:
+        # The adapter loads a row by parsing str(row) as a CSV policy line.
+        values = (self.v0, self.v1, self.v2, self.v3, self.v4, self.v5)
+        return ", ".join([self.ptype, *(v for v in values if v is not None)])
+
+
+class PolicyVersionRow(Base):
+    """The policy's version: one row, bumped in the same transaction as every policy change.
+
+    Version 0 means the default policy was never seeded.
+    """
+
+    __tablename__ = "policy_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # -- API keys (migration 0008) --------------------------------------------------------------
 
 
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored; the token is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    principal_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(127))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(127))
+
+
 # -- Tokenization vault (migration 0009) ----------------------------------------------------
+
+
+class VaultRow(Base):
+    """An original value behind a redaction token, AES-GCM encrypted under the vault key.
+
+    ``token`` is an HMAC of (tenant, kind, original), so it is unique across tenants and the
+    same value always maps to the same row; ``key_id`` names the key that encrypted it.
+    """
+
+    __tablename__ = "vault_entries"
+
+    token: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(16))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -12,6 +12,12 @@ the failing job rolls back alone and its caller gets the exception while the oth
 commit. A job may therefore run more than once before its commit: it must only work through
 the session it is given (no outside side effects, no awaiting). A caller's ``await`` returns
 only after the commit, so nothing acknowledged is lost in a crash.
+
+A ``TransactionParticipant`` (the hash-chained audit log) follows each group commit on the
+writer's thread: ``before_commit`` may add its own rows for the whole batch (one executemany),
+``after_commit``/``after_rollback`` learn how it ended, and on the isolated path
+``job_started``/``job_failed`` bracket each job so a participant can drop what a rolled-back
+job left in ``session.info``. With no participant registered the writer does no extra work.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,6 +46,31 @@ WriteJob = Callable[[Session], T]
 Outcome = tuple[bool, Any]  # (ok, result or exception)
 
 _STOP = object()
+
+
+class TransactionParticipant:
+    """Follows the writer's transactions, on the writer's thread (override what you need).
+
+    Every method gets the batch's session; what a participant keeps per transaction belongs in
+    ``session.info`` (a new session per attempt). ``before_commit`` runs after the batch's
+    last job, inside the transaction: an exception there fails the whole batch, so anything
+    that can fail because of one job's data must fail inside that job instead.
+    """
+
+    def job_started(self, session: Session) -> None:
+        """A job is about to run in its own savepoint (the isolated path after a failure)."""
+
+    def job_failed(self, session: Session) -> None:
+        """The job that just ran raised: its savepoint was rolled back."""
+
+    def before_commit(self, session: Session) -> None:
+        """Every job of the batch ran; the transaction commits next."""
+
+    def after_commit(self, session: Session) -> None:
+        """The transaction committed (exceptions here are logged, never raised)."""
+
+    def after_rollback(self, session: Session) -> None:
+        """The transaction was rolled back (the batch is retried, or failed)."""
 
 
 @dataclass(slots=True)
@@ -68,6 +99,8 @@ class Writer:
         self._duration = telemetry.instrument(names.STORAGE_COMMIT_DURATION) if telemetry else None
         self._batch_size = telemetry.instrument(names.STORAGE_COMMIT_BATCH) if telemetry else None
         self._tracer = telemetry.tracer if telemetry else None
+        self.participants: Sequence[TransactionParticipant] = ()
+        """Followers of every transaction; replaced whole (never mutated) while running."""
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -168,28 +201,62 @@ class Writer:
 
     def _run_batch(self, jobs: list[WriteJob[Any]]) -> list[Outcome] | None:
         outcomes: list[Outcome] = []
+        participants = self.participants  # one read per batch: add_participant swaps the tuple
         with Session(self._engine, expire_on_commit=False) as session:
             try:
                 with session.begin():
                     for job in jobs:
                         outcomes.append((True, job(session)))
+                    for participant in participants:
+                        participant.before_commit(session)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:  # even a job's CancelledError must not kill the writer
+                _rolled_back(participants, session)
                 return None
+            _committed(participants, session)
         return outcomes
 
     def _run_isolated(self, jobs: list[WriteJob[Any]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            for job in jobs:
-                try:
-                    with session.begin_nested():
-                        result = job(session)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException as exc:  # see _run_batch
-                    outcomes.append((False, exc))
-                else:
-                    outcomes.append((True, result))
+        participants = self.participants
+        with Session(self._engine, expire_on_commit=False) as session:
+            try:
+                with session.begin():
+                    for job in jobs:
+                        for participant in participants:
+                            participant.job_started(session)
+                        try:
+                            with session.begin_nested():
+                                result = job(session)
+                        except (KeyboardInterrupt, SystemExit):
+                            raise
+                        except BaseException as exc:  # see _run_batch
+                            for participant in participants:
+                                participant.job_failed(session)
+                            outcomes.append((False, exc))
+                        else:
+                            outcomes.append((True, result))
+                    for participant in participants:
+                        participant.before_commit(session)
+            except BaseException:
+                _rolled_back(participants, session)
+                raise
+            _committed(participants, session)
         return outcomes
+
+
+def _committed(participants: Sequence[TransactionParticipant], session: Session) -> None:
+    for participant in participants:
+        try:
+            participant.after_commit(session)
+        except Exception:  # the data is committed; a follower's trouble must not undo that
+            log.exception("transaction participant %r failed after a commit", participant)
+
+
+def _rolled_back(participants: Sequence[TransactionParticipant], session: Session) -> None:
+    for participant in participants:
+        try:
+            participant.after_rollback(session)
+        except Exception:
+            log.exception("transaction participant %r failed after a rollback", participant)

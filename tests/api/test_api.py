@@ -26,6 +26,7 @@ from kernos.kernel.kernel import Kernel
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.settings import load_settings
 from kernos.kernel.tokens import admin_token_path, read_admin_token
+from kernos.policy.service import policy_services
 
 PROBLEM = "application/problem+json"
 
@@ -333,6 +334,7 @@ async def test_bad_requests_are_problems(api: Api) -> None:
 async def test_another_tenants_process_is_not_found(api: Api) -> None:
     await api.kernel.identity.ensure_tenant("acme")
     alice = await api.kernel.identity.ensure_principal("acme", "alice", kind=PrincipalKind.PERSON)
+    await policy_services(api.kernel).engine.grant_role("alice", "operator", "acme")
     theirs = await api.kernel.processes.spawn("greeter", {"name": "Bo"}, principal=alice)
     run = {"agent": "greeter", "input": {"name": "A"}}
     mine = (await api.http.post("/v1/runs", json=run)).json()

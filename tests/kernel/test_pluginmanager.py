@@ -167,6 +167,7 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
     assert status == {
         "kernos.kernel.cli.commands": "loaded",
         "kernos.api.plugin": "loaded",  # essential: loads whatever the restriction says
+        "kernos.policy.plugin": "loaded",
         "optional_plugin": "disabled",
     }
     assert "optional_tool" not in restricted.catalog().tools

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets, ToolSpec
-from kernos.kernel.errors import Conflict, InvalidInput, NotFound
+from kernos.kernel.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from kernos.kernel.governed import ask_human, emit_event, spawn_child
 from kernos.kernel.hookspecs import hookimpl
 from kernos.kernel.identity import Principal, PrincipalKind
@@ -26,6 +26,7 @@ from kernos.kernel.settings import Settings
 from kernos.kernel.storage.models import AuditRow, SyscallRow, TenantUsageRow
 from kernos.kernel.syscalls import Proceed, Stage, Syscall, SyscallResult
 from kernos.kernel.telemetry import Telemetry
+from kernos.policy.service import policy_services
 
 ADMIN = Principal(tenant="default", name="admin", kind=PrincipalKind.PERSON)
 EFFECTS: list[str] = []
@@ -287,6 +288,10 @@ async def test_a_langgraph_tool_calling_agent_runs_governed(kernel_factory) -> N
 async def test_a_principal_without_grants_is_denied_and_audited(kernel_factory) -> None:
     kernel = await kernel_factory(scripted(AIMessage(content="never")))
     alice = await kernel.identity.ensure_principal("default", "alice", kind=PrincipalKind.PERSON)
+    with pytest.raises(PolicyDenied, match="may not spawn agent:calc"):
+        await kernel.processes.spawn("calc", {"messages": [("user", "hi")]}, principal=alice)
+    # Allowed to start it, but not to call the model: the process fails at its first syscall.
+    await policy_services(kernel).engine.add("p, alice, default, agent:calc, spawn, allow")
     info = await kernel.processes.spawn("calc", {"messages": [("user", "hi")]}, principal=alice)
     done = await kernel.processes.wait(info.pid, timeout=30)
     assert done.state is ProcessState.FAILED
@@ -294,6 +299,15 @@ async def test_a_principal_without_grants_is_denied_and_audited(kernel_factory) 
     denied = [a for a in await _audit(kernel, info.pid) if a.event == "syscall.denied"]
     assert len(denied) == 1 and denied[0].decision == "deny"
     assert denied[0].target == "scripted" and "deny-by-default" in denied[0].rule
+    async with kernel.db.read() as session:
+        refused = list(
+            await session.scalars(
+                select(AuditRow.target).where(
+                    AuditRow.event == "operator.denied", AuditRow.principal == "default/alice"
+                )
+            )
+        )
+    assert refused == ["agent:calc"]
 
 
 async def test_an_exhausted_budget_stops_the_process_audited(kernel_factory) -> None:
@@ -518,9 +532,12 @@ async def test_plugins_add_and_replace_pipeline_stages(kernos_settings: Settings
             "approval",
             "seen",
             "journal",
+            "guard",
             "execute",
         ]
         bob = await kernel.identity.ensure_principal("default", "bob", kind=PrincipalKind.PERSON)
+        # The policy lets bob start calc, nothing more: its syscalls pass by the replaced stage.
+        await policy_services(kernel).engine.add("p, bob, default, agent:calc, spawn, allow")
         info = await kernel.processes.spawn("calc", {"messages": [("user", "1+2")]}, principal=bob)
         done = await kernel.processes.wait(info.pid, timeout=30)
         assert done.state is ProcessState.DONE, done.error
