@@ -25,7 +25,15 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("syscall_overhead", "durable_step", "spawn", "concurrent_steps")
+SCRIPTS = (
+    "syscall_overhead",
+    "durable_step",
+    "spawn",
+    "concurrent_steps",
+    "policy",
+    "audit",
+    "redaction",
+)
 
 
 def _time_command(argv: list[str], runs: int) -> float:
