@@ -263,6 +263,7 @@ async def bootstrap(kernel: Kernel, services: PolicyServices) -> None:
             f"shown this once, store it now:\n{created.token}"
         )
     keys_dir = kernel.settings.home / "keys"
+    await asyncio.to_thread(keys_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     for name, role, description in SERVICE_KEYS:
         path = keys_dir / f"{name}.key"
         if name in holders and path.exists():

@@ -146,6 +146,7 @@ async def test_a_fresh_home_is_bootstrapped_once(api: Api) -> None:
     token = notices.strip().splitlines()[-1]
     async with api.client(token) as admin_by_key:
         assert (await admin_by_key.get("/v1/processes")).status_code == 200
+    assert stat.S_IMODE((api.home / "keys").stat().st_mode) == 0o700
     for name, _, _ in SERVICE_KEYS:
         path = api.home / "keys" / f"{name}.key"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
