@@ -124,6 +124,14 @@ class ApprovalPublic(BaseModel):
     comment: str | None
     created_at: datetime
     decided_at: datetime | None
+    deadline: datetime | None = None
+    """When the current role's time to answer ends (then it escalates or expires)."""
+    level: int = 0
+    """How many times it escalated."""
+    escalation: list[str] = []
+    """The roles it escalates to, in order, after the first."""
+    rule: str | None = None
+    """The approval rule that required it, if one did."""
 
 
 class ApprovalList(BaseModel):
@@ -133,7 +141,7 @@ class ApprovalList(BaseModel):
     count: int
 
 
-ApprovalStatus = Literal["pending", "approved", "denied", "all"]
+ApprovalStatus = Literal["pending", "approved", "denied", "expired", "all"]
 """Filter of ``GET /v1/approvals``."""
 
 

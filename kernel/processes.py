@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernos.kernel.approvals import DEFAULT_APPROVER, ApprovalInfo, Approvals
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets
 from kernos.kernel.errors import (
     BudgetExceeded,
@@ -35,7 +36,6 @@ from kernos.kernel.errors import (
 from kernos.kernel.governed import CONFIG_KEY, KernelTool, ProcessContext
 from kernos.kernel.identity import Principal, PrincipalKind
 from kernos.kernel.storage.models import (
-    ApprovalRow,
     PrincipalRow,
     ProcessRow,
     SyscallRow,
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
-
-
-DEFAULT_APPROVER = "operator"
-"""The role an approval requires when it names none (``approval:operator`` in the policy)."""
 
 
 class ProcessState(StrEnum):
@@ -142,43 +138,6 @@ class ProcessInfo:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApprovalInfo:
-    """A pending or decided question to a human."""
-
-    id: str
-    pid: int
-    tenant: str
-    kind: str
-    question: str
-    proposed: Any
-    required_role: str | None
-    status: str
-    answer: Any
-    decided_by: str | None
-    comment: str | None
-    created_at: datetime
-    decided_at: datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "id": self.id,
-            "pid": self.pid,
-            "tenant": self.tenant,
-            "kind": self.kind,
-            "question": self.question,
-            "proposed": self.proposed,
-            "required_role": self.required_role,
-            "status": self.status,
-            "answer": self.answer,
-            "decided_by": self.decided_by,
-            "comment": self.comment,
-            "created_at": self.created_at.isoformat(),
-            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
-        }
-
-
 def _budgets_dict(budgets: Budgets) -> dict[str, Any]:
     return {
         "max_tokens": budgets.max_tokens,
@@ -251,6 +210,7 @@ class ProcessManager:
         # Bounds how many processes step at once: a burst of spawns is accepted (committed)
         # at full speed while their first steps queue here instead of starving the loop.
         self._slots = asyncio.Semaphore(kernel.settings.max_running_processes)
+        self._approvals = Approvals(kernel, resume=self._resume_answered)
 
     # -- Spawning -----------------------------------------------------------------------------
 
@@ -495,20 +455,16 @@ class ProcessManager:
 
     # -- Approvals ----------------------------------------------------------------------------
 
+    @property
+    def approval_desk(self) -> Approvals:
+        """The kernel's approvals: answers, deadlines and escalation (``kernel/approvals.py``)."""
+        return self._approvals
+
     async def approvals(
         self, *, tenant: str | None = None, status: str | None = "pending"
     ) -> list[ApprovalInfo]:
         """Approvals, oldest first, of one tenant and status (``None``: any status)."""
-        query = select(ApprovalRow, TenantRow.name).join(
-            TenantRow, TenantRow.id == ApprovalRow.tenant_id
-        )
-        if tenant is not None:
-            query = query.where(TenantRow.name == tenant)
-        if status is not None:
-            query = query.where(ApprovalRow.status == status)
-        async with self._db.read() as session:
-            rows = (await session.execute(query.order_by(ApprovalRow.created_at))).all()
-        return [_approval(row, name) for row, name in rows]
+        return await self._approvals.list_approvals(tenant=tenant, status=status)
 
     async def decide(
         self,
@@ -522,72 +478,24 @@ class ProcessManager:
         """Answer an approval and resume its process (unless it is suspended).
 
         The policy decides who may answer: ``approve`` on ``approval:ROLE``, ROLE being the
-        role the approval requires (``operator`` when it names none). Raises ``NotFound``
-        (unknown, or another tenant's), ``PolicyDenied`` and ``Conflict`` (already decided).
+        role the approval requires now (``operator`` when it names none). Raises ``NotFound``
+        (unknown, or another tenant's), ``PolicyDenied`` and ``Conflict`` (already decided or
+        expired).
         """
-        required = await self._required_role(approval_id, tenant=by.tenant)
-        await self._kernel.authorize(by, f"approval:{required or DEFAULT_APPROVER}", "approve")
-        now = self._clock.now()
+        return await self._approvals.decide(
+            approval_id, approved=approved, by=by, value=value, comment=comment
+        )
 
-        def job(session: Session) -> tuple[ApprovalInfo, int]:
-            found = (
-                session.execute(
-                    select(ApprovalRow, TenantRow.name)
-                    .join(TenantRow, TenantRow.id == ApprovalRow.tenant_id)
-                    .where(ApprovalRow.id == approval_id)
-                )
-            ).first()
-            if found is None or found[1] != by.tenant:
-                raise NotFound(f"no approval {approval_id!r} in tenant {by.tenant!r}")
-            row, tenant = found
-            if row.status != "pending":
-                raise Conflict(f"approval {approval_id} was already {row.status}")
-            row.status = "approved" if approved else "denied"
-            row.answer = {
-                "approved": approved,
-                "value": value,
-                "comment": comment,
-                "by": by.subject,
-            }
-            row.decided_by = by.subject
-            row.comment = comment
-            row.decided_at = now
-            self._kernel.audit_sink.append(
-                session,
-                AuditRecord(
-                    event="approval.decided",
-                    tenant=tenant,
-                    principal=by.subject,
-                    pid=row.pid,
-                    syscall_key=row.syscall_key,
-                    decision="approve" if approved else "deny",
-                    summary=comment,
-                ),
-            )
-            return _approval(row, tenant), row.pid
-
-        info, pid = await self._db.write(job)
+    async def _resume_answered(self, pid: int) -> None:
+        """Go on with a waiting process whose approval was answered or expired; a suspended
+        one keeps the answer until it is resumed."""
         if pid not in self._runners and await self._set_state(
             pid,
             ProcessState.PENDING,
             waiting_on=None,
             expect=frozenset({ProcessState.WAITING}),
         ):
-            self._start(pid)  # a suspended process keeps the answer until it is resumed
-        return info
-
-    async def _required_role(self, approval_id: str, *, tenant: str) -> str | None:
-        async with self._db.read() as session:
-            found = (
-                await session.execute(
-                    select(ApprovalRow.required_role, TenantRow.name)
-                    .join(TenantRow, TenantRow.id == ApprovalRow.tenant_id)
-                    .where(ApprovalRow.id == approval_id)
-                )
-            ).first()
-        if found is None or found[1] != tenant:
-            raise NotFound(f"no approval {approval_id!r} in tenant {tenant!r}")
-        return found[0]
+            self._start(pid)
 
     async def _emit(
         self, topic: str, data: dict[str, Any], *, event_id: str, process: ProcessRef
@@ -617,18 +525,6 @@ class ProcessManager:
             idempotency_key=idempotency_key,
         )
 
-    async def _undelivered_answers(self, pid: int) -> dict[str, Any]:
-        async with self._db.read() as session:
-            rows = await session.scalars(
-                select(ApprovalRow).where(
-                    ApprovalRow.pid == pid,
-                    ApprovalRow.status != "pending",
-                    ApprovalRow.delivered_at.is_(None),
-                    ApprovalRow.interrupt_id.is_not(None),
-                )
-            )
-            return {row.interrupt_id: row.answer for row in rows if row.interrupt_id}
-
     # -- Running ------------------------------------------------------------------------------
 
     def _start(self, pid: int) -> None:
@@ -638,19 +534,23 @@ class ProcessManager:
         self._runners[pid] = _Runner(task=task)
 
     async def reattach(self) -> int:
-        """Start every process the table says is live and able to make progress."""
+        """Start every process the table says is live and able to make progress, and arm the
+        approval deadlines; returns how many processes started."""
         started = 0
         for info in await self.list_processes(states=LIVE):
             if info.state in (ProcessState.PENDING, ProcessState.RUNNING) or (
-                info.state is ProcessState.WAITING and await self._undelivered_answers(info.pid)
+                info.state is ProcessState.WAITING
+                and await self._approvals.undelivered_answers(info.pid)
             ):
                 self._start(info.pid)
                 started += 1
+        await self._approvals.start()
         return started
 
     async def shutdown(self) -> None:
         """Stop driving processes; they stay live in the table and resume on next start."""
         self._closing = True
+        await self._approvals.stop()
         tasks = [r.task for r in self._runners.values()]
         for task in tasks:
             task.cancel()
@@ -672,7 +572,9 @@ class ProcessManager:
             self._graphs[spec.ref] = graph
         return graph
 
-    async def _process_ref(self, info: ProcessInfo) -> ProcessRef:
+    async def _process_ref(
+        self, info: ProcessInfo, *, asked: frozenset[str] = frozenset()
+    ) -> ProcessRef:
         ancestors: list[Actor] = []
         above = info.parent_pid
         while above is not None:  # a child acts with at most the grants of every ancestor
@@ -690,6 +592,7 @@ class ProcessManager:
             correlation_id=info.correlation_id,
             budgets=info.budgets,
             ancestors=tuple(ancestors),
+            asked=asked,
         )
 
     async def _principal(self, tenant: str, name: str) -> Principal:
@@ -746,7 +649,11 @@ class ProcessManager:
             waiting_on=waiting_on,
             expect=frozenset({ProcessState.RUNNING, ProcessState.PENDING}),
         )
-        if changed and state is ProcessState.WAITING and await self._undelivered_answers(pid):
+        if (
+            changed
+            and state is ProcessState.WAITING
+            and await self._approvals.undelivered_answers(pid)
+        ):
             self._start(pid)  # answered while this run was still going: go on at once
 
     async def _run_graph(self, pid: int) -> tuple[ProcessState, dict[str, Any]]:
@@ -759,7 +666,8 @@ class ProcessManager:
             return ProcessState.SUSPENDED, {}
         info = await self.get(pid)
         spec = self._agent(info.agent)
-        ref = await self._process_ref(info)
+        asked = await self._approvals.for_process(pid)
+        ref = await self._process_ref(info, asked=asked.asked)
         graph = self._graph(spec)
         config: RunnableConfig = {
             "configurable": {
@@ -773,7 +681,7 @@ class ProcessManager:
             },
             "recursion_limit": 1000,
         }
-        answers = await self._undelivered_answers(pid)
+        answers = asked.answers
         if answers:
             from langgraph.types import Command
 
@@ -801,14 +709,14 @@ class ProcessManager:
                 break
             self._check_wall_budget(pid, info.budgets)
         if answers:
-            await self._mark_delivered(pid, list(answers))
+            await self._approvals.mark_delivered(pid, list(answers))
         if stopped_by is Signal.KILL:
             return ProcessState.KILLED, {"error": {"code": "killed", "message": "killed"}}
         if stopped_by is Signal.SUSPEND:
             return ProcessState.SUSPENDED, {}
         snapshot = await graph.aget_state(config)
         if snapshot.interrupts:
-            await self._record_interrupts(pid, snapshot.interrupts)
+            await self._approvals.record_interrupts(pid, snapshot.interrupts)
             return ProcessState.WAITING, {}
         return ProcessState.DONE, {"output": _jsonable_state(snapshot.values)}
 
@@ -821,36 +729,6 @@ class ProcessManager:
                 f"process {pid} exceeded its budget: ran {wall:.1f} s of "
                 f"{budgets.max_wall_seconds:.1f} s"
             )
-
-    async def _record_interrupts(self, pid: int, interrupts: Iterable[Any]) -> None:
-        ids = {
-            str(i.value.get("approval_id")): i.id
-            for i in interrupts
-            if isinstance(i.value, dict) and i.value.get("approval_id")
-        }
-
-        def job(session: Session) -> None:
-            for approval_id, interrupt_id in ids.items():
-                row = session.get(ApprovalRow, approval_id)
-                if row is not None and row.pid == pid:
-                    row.interrupt_id = interrupt_id
-
-        if ids:
-            await self._db.write(job)
-
-    async def _mark_delivered(self, pid: int, interrupt_ids: list[str]) -> None:
-        now = self._clock.now()
-
-        def job(session: Session) -> None:
-            rows = session.scalars(
-                select(ApprovalRow).where(
-                    ApprovalRow.pid == pid, ApprovalRow.interrupt_id.in_(interrupt_ids)
-                )
-            )
-            for row in rows:
-                row.delivered_at = now
-
-        await self._db.write(job)
 
     async def _save_wall(self, pid: int, wall: float) -> None:
         def job(session: Session) -> None:
@@ -940,25 +818,8 @@ class ProcessManager:
         await self._notify(pid)
 
 
-def _approval(row: ApprovalRow, tenant: str) -> ApprovalInfo:
-    return ApprovalInfo(
-        id=row.id,
-        pid=row.pid,
-        tenant=tenant,
-        kind=row.kind,
-        question=row.question,
-        proposed=row.proposed,
-        required_role=row.required_role,
-        status=row.status,
-        answer=row.answer,
-        decided_by=row.decided_by,
-        comment=row.comment,
-        created_at=row.created_at,
-        decided_at=row.decided_at,
-    )
-
-
 __all__ = [
+    "DEFAULT_APPROVER",
     "LIVE",
     "SETTLED",
     "TERMINAL",

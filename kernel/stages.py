@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, select
@@ -263,6 +264,7 @@ class AuthorizeStage(Stage):
         decision = await self._s.authorizer.authorize(request)
         if decision.allowed:
             call.attributes["rule"] = decision.rule
+            call.decision = decision
             return await proceed(call)
 
         def audit_denial(session: Session) -> None:
@@ -334,7 +336,14 @@ class BudgetStage(Stage):
 
 
 class ApprovalStage(Stage):
-    """``human.ask`` and tools that require approval wait for a human through ``interrupt()``."""
+    """``human.ask``, tools that require approval and calls the policy requires approval for
+    (``Decision.approval``) wait for a human through ``interrupt()``.
+
+    The approval record names the role that may answer, and — from the policy's requirement —
+    its deadline on the kernel clock and escalation chain (``kernos.kernel.approvals`` moves it
+    along the chain). An answer that denies, or an approval that expired, raises
+    ``ApprovalDenied`` (an expired ``human.ask`` too: nobody answered it).
+    """
 
     name = "approval"
 
@@ -346,7 +355,7 @@ class ApprovalStage(Stage):
             return await proceed(call)
         from langgraph.types import interrupt
 
-        approval_id = await self._ensure_approval(call)
+        approval_id, role = await self._ensure_approval(call)
         answer = interrupt(
             {
                 "approval_id": approval_id,
@@ -354,10 +363,14 @@ class ApprovalStage(Stage):
                 "kind": call.kind.value,
                 "question": call.question,
                 "proposed": None if call.kind is SyscallKind.HUMAN_ASK else _proposal(call),
-                "required_role": call.required_role,
+                "required_role": role,
             }
         )
         call.attributes["answer"] = answer
+        if isinstance(answer, dict) and answer.get("expired"):
+            raise ApprovalDenied(
+                f"{call.target} was not approved: {answer.get('comment') or 'it expired'}"
+            )
         if call.kind is not SyscallKind.HUMAN_ASK and not _approved(answer):
             comment = answer.get("comment") if isinstance(answer, dict) else None
             by = answer.get("by") if isinstance(answer, dict) else None
@@ -368,13 +381,23 @@ class ApprovalStage(Stage):
             )
         return await proceed(call)
 
-    async def _ensure_approval(self, call: Syscall) -> str:
-        def job(session: Session) -> str:
-            existing = session.scalar(
-                select(ApprovalRow.id).where(ApprovalRow.syscall_key == call.key)
-            )
+    async def _ensure_approval(self, call: Syscall) -> tuple[str, str | None]:
+        requirement = call.approval
+        role = requirement.role if requirement is not None else call.required_role
+        step = requirement.deadline_seconds if requirement is not None else None
+        # The route: the first role, then the escalation chain (``level`` indexes it).
+        route = [requirement.role, *requirement.escalation] if requirement is not None else None
+        rule = (requirement.rule or None) if requirement is not None else None
+        now = self._s.clock.now()
+
+        def job(session: Session) -> tuple[str, str | None]:
+            existing = session.execute(
+                select(ApprovalRow.id, ApprovalRow.required_role).where(
+                    ApprovalRow.syscall_key == call.key
+                )
+            ).first()
             if existing is not None:
-                return existing
+                return existing[0], existing[1]
             tenant_id = session.scalar(
                 select(TenantRow.id).where(TenantRow.name == call.process.tenant)
             )
@@ -388,15 +411,26 @@ class ApprovalStage(Stage):
                     kind=call.kind.value,
                     question=call.question or f"Allow {call.target}?",
                     proposed=None if call.kind is SyscallKind.HUMAN_ASK else _proposal(call),
-                    required_role=call.required_role,
+                    required_role=role,
                     status="pending",
-                    created_at=self._s.clock.now(),
+                    created_at=now,
+                    deadline=None if step is None else now + timedelta(seconds=step),
+                    step_seconds=step,
+                    escalation=route,
+                    level=0,
+                    rule=rule,
                 )
             )
             self._s.audit.append(
-                session, _record(call, "approval.requested", summary=call.question)
+                session,
+                _record(
+                    call,
+                    "approval.requested",
+                    summary=call.question,
+                    rule=rule,
+                ),
             )
-            return approval_id
+            return approval_id, role
 
         return await self._s.db.write(job)
 

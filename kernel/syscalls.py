@@ -13,8 +13,9 @@ gets the call and the rest of the pipeline (``proceed``)::
   charged, asked or audited twice.
 * **authorize** asks the ``Authorizer`` (the policy layer plugs in Casbin); denials are audited.
 * **budget** refuses a call that would exceed the process's budgets (audited).
-* **approval** turns ``human.ask`` and tools that require approval into a LangGraph
-  ``interrupt()`` with a persisted approval record.
+* **approval** turns ``human.ask``, tools that require approval and calls the authorizer's
+  decision requires approval for (``Decision.approval``: a role, a deadline, an escalation
+  chain) into a LangGraph ``interrupt()`` with a persisted approval record.
 * **journal** commits the intent (journal row + audit record) before the side effect, and the
   result (journal, audit, usage accounting) in one transaction before the result is returned.
 * **execute** runs the call's executor (tool function, model call).
@@ -78,6 +79,10 @@ class ProcessRef:
     budgets: Budgets
     ancestors: tuple[Actor, ...] = ()
     """Owner and agent of every process above this one, nearest first."""
+    asked: frozenset[str] = frozenset()
+    """Keys of this process's syscalls that asked a human in an earlier run: they interrupt
+    again when re-run (keeping LangGraph's interrupt indexes aligned), whatever the policy
+    says now."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -136,11 +141,27 @@ class Syscall:
     required_role: str | None = None
     trace_id: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    decision: Decision | None = None
+    """The authorizer's decision, once the authorize stage allowed the call."""
+
+    @property
+    def approval(self) -> ApprovalRequirement | None:
+        """What approval the policy requires for this call (known after authorize)."""
+        return self.decision.approval if self.decision is not None else None
 
     @property
     def interrupts(self) -> bool:
-        """Whether the call waits for a human (and so calls ``interrupt()`` on every run)."""
-        return self.kind is SyscallKind.HUMAN_ASK or self.requires_approval
+        """Whether the call waits for a human (and so calls ``interrupt()`` on every run).
+
+        ``human.ask``, a tool that requires approval, a call the policy requires approval
+        for, and a call that asked before (``ProcessRef.asked``) all do.
+        """
+        return (
+            self.kind is SyscallKind.HUMAN_ASK
+            or self.requires_approval
+            or self.approval is not None
+            or self.key in self.process.asked
+        )
 
 
 Proceed = Callable[[Syscall], Awaitable[SyscallResult]]
@@ -176,11 +197,28 @@ class AuthRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequirement:
+    """A human must approve the call first: who, by when, and who next if nobody answers."""
+
+    role: str
+    """The role that may answer (``approve`` on ``approval:ROLE`` in the policy)."""
+    deadline_seconds: float | None = None
+    """Seconds (kernel clock) each role has to answer; ``None``: no deadline."""
+    escalation: tuple[str, ...] = ()
+    """Roles the approval moves to, in order, each time a deadline passes unanswered; once
+    they are used up, the approval expires and the call is denied."""
+    rule: str = ""
+    """The approval rule that required it (recorded on the approval and in the audit log)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """An authorization decision and the rule that made it (recorded in the audit log)."""
 
     allowed: bool
     rule: str
+    approval: ApprovalRequirement | None = None
+    """For an allowed call: the approval the policy requires before it runs, if any."""
 
 
 class Authorizer(ABC):

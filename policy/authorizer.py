@@ -6,6 +6,11 @@ parent. An agent the policy says nothing about (no line names ``agent:NAME``) is
 manifest — what it declared (its tools, the model, ...) — so agents are least-privilege by
 default. A request without a process (an operator acting through the API or CLI) checks the
 principal alone. Every subject is decided with the same policy snapshot.
+
+An allowed syscall of a process is then looked up in the approval rules (``ApprovalRuleBook``,
+cached per tenant, object and action and kept at least as new as the policy snapshot): the
+first rule whose argument condition holds for the call's arguments puts its approval
+requirement on the decision, and the kernel's approval stage asks a human before the call runs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 
 from kernos.kernel.errors import KernosError
 from kernos.kernel.syscalls import Authorizer, AuthRequest, Decision
+from kernos.policy.approval_book import ApprovalRuleBook
 from kernos.policy.cache import PolicySnapshot
 from kernos.policy.engine import PolicyEngine
 from kernos.policy.rules import AGENT_PREFIX, validate_request
@@ -35,16 +41,33 @@ def _matches(obj: str, pattern: str) -> bool:
 class CasbinAuthorizer(Authorizer):
     """Authorizes syscalls and operator actions with the policy engine (deny by default)."""
 
-    def __init__(self, engine: PolicyEngine, *, manifest: Manifest | None = None) -> None:
-        """``manifest`` gives the grants of agents the policy does not mention (none: deny)."""
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        *,
+        manifest: Manifest | None = None,
+        approval_rules: ApprovalRuleBook | None = None,
+    ) -> None:
+        """``manifest`` gives the grants of agents the policy does not mention (none: deny);
+        ``approval_rules`` say which allowed process syscalls need a human first."""
         self.engine = engine
         self._manifest = manifest
+        self.approval_rules = approval_rules
 
     async def authorize(self, request: AuthRequest) -> Decision:
-        """Allowed only if every subject involved is allowed; the rule names who decided."""
+        """Allowed only if every subject involved is allowed; the rule names who decided.
+
+        An allowed process syscall carries the approval its first matching approval rule
+        requires (``Decision.approval``).
+        """
         try:
             snapshot = await self.engine.snapshot()
-            return self._decide(snapshot, request)
+            decision = self._decide(snapshot, request)
+            if decision.allowed and request.pid is not None and self.approval_rules is not None:
+                needed = await self.approval_rules.requirement(request, version=snapshot.version)
+                if needed is not None:
+                    decision = Decision(allowed=True, rule=decision.rule, approval=needed)
+            return decision
         except KernosError as exc:  # invalid request, policy unreadable: fail closed
             log.warning("authorization failed closed: %s", exc)
             return Decision(allowed=False, rule=f"error: {exc.message}")

@@ -25,6 +25,8 @@ from kernos.policy.rules import ANY, parse_line
 
 if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
+    from kernos.policy.approval_book import ApprovalRuleBook
+    from kernos.policy.approval_rules import ApprovalRule
     from kernos.policy.engine import PolicyEngine
     from kernos.policy.redaction import Redactor
     from kernos.policy.vault import Vault
@@ -41,11 +43,13 @@ SERVICE_KEYS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(slots=True)
 class PolicyServices:
-    """What the policy layer keeps per kernel: keys, the policy engine, the kernel."""
+    """What the policy layer keeps per kernel: keys, the policy engine, the approval rules,
+    the kernel."""
 
     kernel: Kernel
     keys: KeyStore
     engine: PolicyEngine
+    approval_rules: ApprovalRuleBook
 
     async def create_key(
         self,
@@ -108,6 +112,30 @@ class PolicyServices:
             tenant=caller.tenant if changed.tenant == ANY else changed.tenant,
             target=changed.text,
         )
+
+    async def list_approval_rules(self, caller: Principal) -> list[ApprovalRule]:
+        """The approval rules that apply in the caller's tenant (its own and those for every
+        tenant), in the order they are tried."""
+        return await self.approval_rules.approval_rules(caller.tenant)
+
+    async def change_approval_rule(
+        self, caller: Principal, text: str, *, add: bool
+    ) -> ApprovalRule:
+        """Add or remove an approval rule of the caller's tenant (audited); rules for every
+        tenant (``*``) or another tenant only by the local admin. Returns it, canonical."""
+        from kernos.policy.approval_rules import parse_approval_rule
+
+        self._own_tenant(caller, parse_approval_rule(text).tenant)
+        book = self.approval_rules
+        changed = await (book.add_approval_rule(text) if add else book.remove_approval_rule(text))
+        await self._audit(
+            caller,
+            "approval_rule.added" if add else "approval_rule.removed",
+            tenant=caller.tenant if changed.tenant == ANY else changed.tenant,
+            target=changed.obj[:128],
+            summary=changed.text,
+        )
+        return changed
 
     @staticmethod
     def _own_tenant(caller: Principal, tenant: str) -> None:
@@ -172,15 +200,22 @@ def agent_manifest(kernel: Kernel) -> Callable[[str], set[tuple[str, str]] | Non
 
 
 async def build_authorizer(kernel: Kernel) -> Authorizer:
-    """The Casbin authorizer on the kernel's database (the policy seeded on first use)."""
+    """The Casbin authorizer on the kernel's database (the policy seeded on first use), with
+    the approval rules stored there."""
+    from kernos.policy.approval_book import ApprovalRuleBook
     from kernos.policy.authorizer import CasbinAuthorizer
     from kernos.policy.engine import PolicyEngine
 
     engine = await PolicyEngine.open(kernel.db, kernel.settings, clock=kernel.clock)
+    rules = ApprovalRuleBook(kernel.db, clock=kernel.clock, roles=lambda: engine.roles)
+    await rules.start()
     _services[kernel] = PolicyServices(
-        kernel=kernel, keys=KeyStore(kernel.db, kernel.clock), engine=engine
+        kernel=kernel,
+        keys=KeyStore(kernel.db, kernel.clock),
+        engine=engine,
+        approval_rules=rules,
     )
-    return CasbinAuthorizer(engine, manifest=agent_manifest(kernel))
+    return CasbinAuthorizer(engine, manifest=agent_manifest(kernel), approval_rules=rules)
 
 
 async def build_audit_sink(kernel: Kernel) -> AuditSink:

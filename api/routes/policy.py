@@ -1,4 +1,5 @@
-"""``/v1/policy``: check, list and change the caller's tenant's policy lines."""
+"""``/v1/policy``: check, list and change the caller's tenant's policy lines and approval
+rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kernos.api.deps import KernelDep, allowed
 from kernos.kernel.identity import Principal
+from kernos.policy.approval_rules import ApprovalRule
 from kernos.policy.service import policy_services
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"])
@@ -79,3 +81,79 @@ async def remove_line(
 ) -> None:
     """Remove a line; 404 if there is no such line in the caller's tenant."""
     await policy_services(kernel).change(principal, body.line, add=False)
+
+
+class ApprovalRuleLine(BaseModel):
+    """An approval rule to add or remove, as one line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line: str = Field(
+        min_length=3,
+        max_length=1000,
+        examples=["a, city, tool:dispatch_trucks, call, hazard == true, inspector, 15m, admin"],
+    )
+
+
+class ApprovalRulePublic(BaseModel):
+    """An approval rule: calls it matches wait for a human of ``role``."""
+
+    line: str
+    tenant: str
+    object: str
+    action: str
+    condition: str
+    role: str
+    deadline_seconds: float | None
+    escalation: list[str]
+
+
+class ApprovalRules(BaseModel):
+    """Approval rules in the order they are tried."""
+
+    data: list[ApprovalRulePublic]
+    count: int
+
+
+def _public(rule: ApprovalRule) -> ApprovalRulePublic:
+    return ApprovalRulePublic.model_validate(rule.as_dict())
+
+
+@router.get("/approval-rules", response_model=ApprovalRules, summary="List approval rules")
+async def list_approval_rules(
+    principal: Annotated[Principal, allowed("policy:*", "read")], kernel: KernelDep
+) -> ApprovalRules:
+    """The approval rules of the caller's tenant and those for every tenant (``*``)."""
+    rules = await policy_services(kernel).list_approval_rules(principal)
+    return ApprovalRules(data=[_public(r) for r in rules], count=len(rules))
+
+
+@router.post(
+    "/approval-rules",
+    response_model=ApprovalRulePublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add an approval rule",
+)
+async def add_approval_rule(
+    body: ApprovalRuleLine,
+    principal: Annotated[Principal, allowed("policy:*", "admin")],
+    kernel: KernelDep,
+) -> ApprovalRulePublic:
+    """Add a rule (tried after the others); it applies at once. 400 (and no change) if it
+    does not parse or names an unknown role, 409 if it is there already."""
+    rule = await policy_services(kernel).change_approval_rule(principal, body.line, add=True)
+    return _public(rule)
+
+
+@router.post(
+    "/approval-rules/remove",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove an approval rule",
+)
+async def remove_approval_rule(
+    body: ApprovalRuleLine,
+    principal: Annotated[Principal, allowed("policy:*", "admin")],
+    kernel: KernelDep,
+) -> None:
+    """Remove a rule; 404 if the caller's tenant has no such rule."""
+    await policy_services(kernel).change_approval_rule(principal, body.line, add=False)

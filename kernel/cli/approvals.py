@@ -25,7 +25,7 @@ def approvals() -> None:
 @approvals.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "approved", "denied", "all"]),
+    type=click.Choice(["pending", "approved", "denied", "expired", "all"]),
     default="pending",
     show_default=True,
     help="Which approvals to list.",

@@ -167,6 +167,37 @@ class ApprovalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Deadlines and escalation (migration 0010): ``escalation`` is the route of roles (the
+    # first one asked, then its escalation chain) and ``level`` the index of the current one.
+    # Past ``deadline`` a pending approval moves to the next role (a new deadline
+    # ``step_seconds`` on), or expires at the end of the route. ``rule`` is the approval rule
+    # that required it, if any.
+    step_seconds: Mapped[float | None] = mapped_column(Float)
+    escalation: Mapped[Any | None] = mapped_column(JSON)
+    level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rule: Mapped[str | None] = mapped_column(Text)
+
+
+class ApprovalRuleRow(Base):
+    """An approval rule (migration 0010): calls matching it wait for a human of ``role``.
+
+    ``line`` is the rule's canonical one-line form (``a, TENANT, OBJECT, ACTION, CONDITION,
+    ROLE[, DEADLINE[, ESCALATION...]]``); the columns are its parsed fields. Rules are tried in
+    ``id`` order and the first whose condition holds applies.
+    """
+
+    __tablename__ = "approval_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    line: Mapped[str] = mapped_column(String(1000), unique=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    object: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(63))
+    deadline_seconds: Mapped[float | None] = mapped_column(Float)
+    escalation: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AuditRow(Base):
