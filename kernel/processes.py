@@ -15,8 +15,6 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
@@ -35,13 +33,24 @@ from kernos.kernel.errors import (
 )
 from kernos.kernel.governed import CONFIG_KEY, KernelTool, ProcessContext
 from kernos.kernel.identity import Principal, PrincipalKind
+from kernos.kernel.process_records import (
+    LIVE,
+    SETTLED,
+    TERMINAL,
+    ProcessInfo,
+    ProcessState,
+    Signal,
+    budgets_dict,
+    jsonable_state,
+    process_info,
+)
 from kernos.kernel.storage.models import (
     PrincipalRow,
     ProcessRow,
     SyscallRow,
     TenantRow,
 )
-from kernos.kernel.syscalls import Actor, AuditRecord, ProcessRef, Usage
+from kernos.kernel.syscalls import Actor, AuditRecord, ProcessRef
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -49,144 +58,6 @@ if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
-
-
-class ProcessState(StrEnum):
-    """Lifecycle states (``waiting`` carries what it waits on in ``waiting_on``)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"
-    SUSPENDED = "suspended"
-    DONE = "done"
-    FAILED = "failed"
-    KILLED = "killed"
-
-
-TERMINAL = frozenset({ProcessState.DONE, ProcessState.FAILED, ProcessState.KILLED})
-LIVE = frozenset(
-    {ProcessState.PENDING, ProcessState.RUNNING, ProcessState.WAITING, ProcessState.SUSPENDED}
-)
-SETTLED = TERMINAL | {ProcessState.WAITING, ProcessState.SUSPENDED}
-"""States in which a process makes no progress until something outside acts."""
-
-
-class Signal(StrEnum):
-    """What an operator can ask of a process."""
-
-    SUSPEND = "suspend"
-    RESUME = "resume"
-    KILL = "kill"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessInfo:
-    """A process as the kernel reports it."""
-
-    pid: int
-    tenant: str
-    owner: str
-    agent: str
-    agent_version: str
-    parent_pid: int | None
-    state: ProcessState
-    waiting_on: str | None
-    priority: int
-    thread_id: str
-    correlation_id: str
-    input: Any
-    output: Any
-    error: Any
-    budgets: Budgets
-    usage: Usage
-    wall_seconds: float
-    steps: int
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "pid": self.pid,
-            "tenant": self.tenant,
-            "owner": self.owner,
-            "agent": self.agent,
-            "agent_version": self.agent_version,
-            "parent_pid": self.parent_pid,
-            "state": self.state.value,
-            "waiting_on": self.waiting_on,
-            "priority": self.priority,
-            "thread_id": self.thread_id,
-            "correlation_id": self.correlation_id,
-            "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "budgets": _budgets_dict(self.budgets),
-            "usage": {
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
-                "tool_calls": self.usage.tool_calls,
-                "llm_calls": self.usage.llm_calls,
-                "cost": self.usage.cost,
-            },
-            "wall_seconds": round(self.wall_seconds, 3),
-            "steps": self.steps,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-        }
-
-
-def _budgets_dict(budgets: Budgets) -> dict[str, Any]:
-    return {
-        "max_tokens": budgets.max_tokens,
-        "max_tool_calls": budgets.max_tool_calls,
-        "max_wall_seconds": budgets.max_wall_seconds,
-        "max_cost": budgets.max_cost,
-    }
-
-
-def _budgets_from(data: dict[str, Any] | None) -> Budgets:
-    return Budgets(**{k: v for k, v in (data or {}).items() if v is not None})
-
-
-def _info(row: ProcessRow, tenant: str) -> ProcessInfo:
-    return ProcessInfo(
-        pid=row.pid,
-        tenant=tenant,
-        owner=row.owner,
-        agent=row.agent,
-        agent_version=row.agent_version,
-        parent_pid=row.parent_pid,
-        state=ProcessState(row.state),
-        waiting_on=row.waiting_on,
-        priority=row.priority,
-        thread_id=row.thread_id,
-        correlation_id=row.correlation_id,
-        input=row.input,
-        output=row.output,
-        error=row.error,
-        budgets=_budgets_from(row.budgets),
-        usage=Usage(
-            input_tokens=row.input_tokens,
-            output_tokens=row.output_tokens,
-            tool_calls=row.tool_calls,
-            llm_calls=row.llm_calls,
-            cost=row.cost,
-        ),
-        wall_seconds=row.wall_seconds,
-        steps=row.steps,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        finished_at=row.finished_at,
-    )
-
-
-def _jsonable_state(values: Any) -> Any:
-    from kernos.kernel.governed import _jsonable
-
-    return _jsonable(values)
 
 
 @dataclass(slots=True)
@@ -253,7 +124,7 @@ class ProcessManager:
                 if earlier is not None:
                     if earlier.tenant_id != tenant_id:
                         raise Conflict("that idempotency key belongs to another tenant's spawn")
-                    return _info(earlier, principal.tenant), False
+                    return process_info(earlier, principal.tenant), False
             correlation = correlation_id
             if parent_pid is not None:
                 parent = session.get(ProcessRow, parent_pid)
@@ -273,7 +144,7 @@ class ProcessManager:
                 thread_id=str(uuid.uuid4()),
                 correlation_id=correlation or str(uuid.uuid4()),
                 input=payload,
-                budgets=_budgets_dict(chosen),
+                budgets=budgets_dict(chosen),
                 input_tokens=0,
                 output_tokens=0,
                 tool_calls=0,
@@ -299,7 +170,7 @@ class ProcessManager:
                     summary=f"parent {parent_pid}" if parent_pid else None,
                 ),
             )
-            return _info(row, principal.tenant), True
+            return process_info(row, principal.tenant), True
 
         info, created = await self._db.write(job)
         if created:
@@ -341,7 +212,7 @@ class ProcessManager:
             ).first()
         if found is None or (tenant is not None and found[1] != tenant):
             raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
-        return _info(found[0], found[1])
+        return process_info(found[0], found[1])
 
     async def list_processes(
         self, *, tenant: str | None = None, states: Iterable[ProcessState] | None = None
@@ -356,7 +227,7 @@ class ProcessManager:
             query = query.where(ProcessRow.state.in_([s.value for s in states]))
         async with self._db.read() as session:
             rows = (await session.execute(query.order_by(ProcessRow.pid.desc()))).all()
-        return [_info(row, name) for row, name in rows]
+        return [process_info(row, name) for row, name in rows]
 
     async def wait(
         self,
@@ -718,7 +589,7 @@ class ProcessManager:
         if snapshot.interrupts:
             await self._approvals.record_interrupts(pid, snapshot.interrupts)
             return ProcessState.WAITING, {}
-        return ProcessState.DONE, {"output": _jsonable_state(snapshot.values)}
+        return ProcessState.DONE, {"output": jsonable_state(snapshot.values)}
 
     def _check_wall_budget(self, pid: int, budgets: Budgets) -> None:
         if budgets.max_wall_seconds is None:
