@@ -7,7 +7,19 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from kernos.api.problems import install_problem_handlers
-from kernos.api.routes import approvals, audit, events, health, keys, policy, processes, runs
+from kernos.api.ratelimit import TenantRateLimiter
+from kernos.api.routes import (
+    approvals,
+    audit,
+    catalog,
+    events,
+    health,
+    keys,
+    models,
+    policy,
+    processes,
+    runs,
+)
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.tokens import Authenticator, ensure_admin_token
 
@@ -27,15 +39,22 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.state.authenticators = list(
         authenticators if authenticators is not None else [ensure_admin_token(kernel.settings.home)]
     )
+    app.state.event_limiter = TenantRateLimiter(
+        kernel.clock,
+        rate=kernel.settings.event_ingest_rate,
+        burst=kernel.settings.event_ingest_burst,
+    )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(catalog.router)
     app.include_router(processes.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
     app.include_router(keys.router)
     app.include_router(policy.router)
     app.include_router(audit.router)
+    app.include_router(models.router)
     return app
 
 

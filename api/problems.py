@@ -9,6 +9,7 @@ that fails validation) get problem JSON too, never Starlette's or FastAPI's plai
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -72,8 +73,14 @@ def _instance(request: Request) -> str:
 
 async def _kernos_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KernosError)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
     return problem(
-        status=exc.http_status, code=exc.code, detail=str(exc), instance=_instance(request)
+        status=exc.http_status,
+        code=exc.code,
+        detail=str(exc),
+        instance=_instance(request),
+        headers=headers,
     )
 
 

@@ -102,10 +102,12 @@ class ProcessPublic(BaseModel):
 
 
 class ProcessList(BaseModel):
-    """A page of processes, newest first; ``count`` is how many matched before ``limit``."""
+    """A page of processes, newest first. ``next`` is the URL of the following page (``None``
+    on the last); ``count`` is the number on this page."""
 
     data: list[ProcessPublic]
     count: int
+    next: str | None = None
 
 
 class ApprovalPublic(BaseModel):

@@ -69,6 +69,7 @@ class ApiServer:
     """An app served by uvicorn as a task on the running loop."""
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        self.app = app
         self.host = host
         self.port = port
         self._config = uvicorn.Config(

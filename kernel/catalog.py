@@ -60,10 +60,11 @@ class ToolSpec:
             raise InvalidInput(f"tool {self.name!r} needs a description: the model reads it")
 
     def json_schema(self) -> dict[str, Any]:
-        """JSON schema of the arguments (an empty object schema when there are none)."""
-        if self.args_schema is None:
-            return {"type": "object", "properties": {}}
-        return self.args_schema.model_json_schema()
+        """JSON schema of the arguments: ``args_schema``'s, or the one inferred from ``func``'s
+        signature (what the governed tool validates with)."""
+        from kernos.kernel.governed import args_model  # governed builds on this module
+
+        return args_model(self).model_json_schema()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -89,6 +89,25 @@ class Unauthenticated(PolicyDenied):
     http_status = 401
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request carries more than the API accepts at once (split it)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class RateLimited(KernosError):
+    """Too many requests for now; ``retry_after`` says how many seconds to wait."""
+
+    code = "rate_limited"
+    exit_status = EXIT_UNAVAILABLE
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BudgetExceeded(KernosError):
     """A process or tenant has used up a budget (tokens, tool calls, wall time, cost)."""
 

@@ -110,7 +110,9 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _args_model(spec: ToolSpec) -> type[BaseModel]:
+def args_model(spec: ToolSpec) -> type[BaseModel]:
+    """The pydantic model of a tool's arguments: its ``args_schema``, or one inferred from the
+    function's signature (the idempotency-key parameter left out)."""
     if spec.args_schema is not None:
         return spec.args_schema
     params = {
@@ -146,7 +148,7 @@ class KernelTool(BaseTool):
         return cls(
             name=spec.name,
             description=spec.description,
-            args_schema=_args_model(spec),
+            args_schema=args_model(spec),
             spec=spec,
             requires_approval=spec.requires_approval,
             timeout=spec.timeout,

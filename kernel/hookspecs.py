@@ -58,6 +58,12 @@ def register_redactors(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_model_checks(register: Callable[[Any], None]) -> None:
+    """Add content checks every model version must pass before promotion: ``register(check)``
+    with ``async check(version: ModelVersion) -> None`` that raises to refuse."""
+
+
+@hookspec
 def register_triggers(register: Callable[[Trigger], None]) -> None:
     """Map event patterns to agents the kernel spawns per event: ``register(Trigger(...))``."""
 

@@ -44,6 +44,7 @@ from kernos.kernel.identity import (
 from kernos.kernel.journal import JournalIndex, UsageBook
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
+from kernos.kernel.registry import ModelRegistry
 from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
     LocalAdminAuthorizer,
@@ -139,6 +140,9 @@ class Kernel:
         self.usage = UsageBook(self.clock)
         self.journal = JournalIndex()
         self.audit_sink: AuditSink = PlainAuditSink(self.clock)
+        self.models = ModelRegistry(
+            self.db, self.clock, settings=settings, audit=lambda: self.audit_sink
+        )
         self.authorizer: Authorizer = LocalAdminAuthorizer()
         self.authenticators: list[Authenticator] = []
         self.notices: list[str] = []
@@ -206,6 +210,8 @@ class Kernel:
                 )
                 self._running = True
                 await self.plugins.startup(self)
+                for model_check in self.plugins.model_checks():
+                    self.models.add_check(model_check)
                 for trigger in self.plugins.triggers():  # leaves out plugins that failed
                     self._events.add_trigger(trigger)
                 # A plugin that failed to start is out entirely, with its tools and agents.

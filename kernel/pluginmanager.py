@@ -394,6 +394,20 @@ class PluginManager:
         failed = {i.name for i in self._infos.values() if i.status == "failed"}
         return [d for d in found if getattr(d, "plugin", "") not in failed]
 
+    def model_checks(self) -> list[Any]:
+        """Collect the content checks plugins add to model promotion."""
+        found: list[Any] = []
+
+        def check(item: Any) -> None:
+            if not callable(item):
+                raise InvalidInput(f"register_model_checks expects an async callable, got {item!r}")
+
+        def add(plugin: str, item: Any) -> None:
+            found.append(item)
+
+        self._collect("register_model_checks", add, check)
+        return found
+
     def triggers(self) -> list[Trigger]:
         """Collect every plugin's event triggers (names unique across plugins)."""
         from kernos.kernel.events import Trigger

@@ -214,10 +214,31 @@ class ProcessManager:
             raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
         return process_info(found[0], found[1])
 
+    async def by_spawn_key(self, key: str, *, tenant: str) -> ProcessInfo | None:
+        """The process a spawn with idempotency key ``key`` created in ``tenant``, if any."""
+        async with self._db.read() as session:
+            found = (
+                await session.execute(
+                    select(ProcessRow, TenantRow.name)
+                    .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
+                    .where(ProcessRow.spawn_key == key, TenantRow.name == tenant)
+                )
+            ).first()
+        return None if found is None else process_info(found[0], found[1])
+
     async def list_processes(
-        self, *, tenant: str | None = None, states: Iterable[ProcessState] | None = None
+        self,
+        *,
+        tenant: str | None = None,
+        states: Iterable[ProcessState] | None = None,
+        agent: str | None = None,
+        owner: str | None = None,
+        before: int | None = None,
+        limit: int | None = None,
     ) -> list[ProcessInfo]:
-        """Processes, newest first, optionally of one tenant and some states."""
+        """Processes, newest first, optionally of one tenant, some states, an agent or an
+        owner; ``before`` a pid and ``limit`` page through them (keyset, stable under inserts).
+        """
         query = select(ProcessRow, TenantRow.name).join(
             TenantRow, TenantRow.id == ProcessRow.tenant_id
         )
@@ -225,8 +246,17 @@ class ProcessManager:
             query = query.where(TenantRow.name == tenant)
         if states is not None:
             query = query.where(ProcessRow.state.in_([s.value for s in states]))
+        if agent is not None:
+            query = query.where(ProcessRow.agent == agent)
+        if owner is not None:
+            query = query.where(ProcessRow.owner == owner)
+        if before is not None:
+            query = query.where(ProcessRow.pid < before)
+        query = query.order_by(ProcessRow.pid.desc())
+        if limit is not None:
+            query = query.limit(limit)
         async with self._db.read() as session:
-            rows = (await session.execute(query.order_by(ProcessRow.pid.desc()))).all()
+            rows = (await session.execute(query)).all()
         return [process_info(row, name) for row, name in rows]
 
     async def wait(

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     event_backoff_seconds: float = Field(default=1.0, gt=0, le=3600)
     """First retry delay of a failed delivery; it doubles per attempt (with jitter)."""
 
+    event_ingest_rate: float = Field(default=5000.0, gt=0)
+    """Events per second each tenant may publish through ``POST /v1/events`` (sustained)."""
+
+    event_ingest_burst: int = Field(default=20000, ge=1)
+    """Events a tenant may publish at once above the sustained rate (the bucket's size); a
+    batch beyond what is left is refused with 429 and ``Retry-After``."""
+
     policy_refresh_seconds: float = Field(default=1.0, gt=0, le=3600)
     """Bound on how stale the policy may be: a change written by another process (another
     kernel or CLI on the same database) is in force for every decision made later than this
@@ -125,6 +132,11 @@ class Settings(BaseSettings):
     line appended), an ``http(s)://`` URL (the checkpoint POSTed as JSON), or ``-`` for
     stdout. Keep it where the database's writers cannot reach."""
 
+    model_trusted_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Ed25519 public keys (PEM files; a comma list in the environment) whose model signatures
+    the model registry trusts. A signed model whose key is not among them fails verification,
+    so it cannot be deployed; registering with an untrusted key is refused."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -136,6 +148,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_plugin_list(value)
         return value
+
+    @field_validator("model_trusted_keys", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("model_trusted_keys", mode="after")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser().absolute() for path in value]
 
     @field_validator("log_level", "sqlite_synchronous", mode="before")
     @classmethod

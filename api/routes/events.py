@@ -1,16 +1,20 @@
-"""``/v1/events``: the dead-letter queue (inspect and replay).
-
-Event ingest (``POST /v1/events``, batches, rate limits) arrives with the API issue.
-"""
+"""``/v1/events``: ingest (batches, idempotent per event id, rate-limited per tenant) and
+the dead-letter queue (inspect and replay)."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kernos.api.deps import KernelDep, allowed
+from kernos.api.ratelimit import TenantRateLimiter
+from kernos.kernel.errors import InvalidInput, PayloadTooLarge
+from kernos.kernel.events import Event
 from kernos.kernel.identity import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -47,3 +51,94 @@ async def replay_dead_letter(
     it was already replayed."""
     replayed = await kernel.events.replay(dead_letter_id, tenant=principal.tenant, by=principal)
     return replayed.as_dict()
+
+
+MAX_BATCH = 10_000
+"""Most events one ``POST /v1/events`` may carry (413 beyond)."""
+
+
+class EventIn(BaseModel):
+    """One event to publish in the caller's tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Idempotency key: an id the tenant already published is accepted again "
+        "and changes nothing. Generated when missing.",
+    )
+    topic: str = Field(min_length=1, max_length=200, examples=["sensor.bin.fill"])
+    source: str | None = Field(default=None, max_length=200, description="Default: the caller.")
+    data: dict[str, Any] = Field(default_factory=dict)
+    time: datetime | None = None
+    correlation_id: str | None = Field(default=None, max_length=64)
+
+
+class EventBatch(BaseModel):
+    """``POST /v1/events``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1)
+
+
+class EventsAccepted(BaseModel):
+    """What the kernel committed: every event of the batch (new or already known)."""
+
+    accepted: int
+    ids: list[str]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventsAccepted,
+    summary="Publish events",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": EventBatch.model_json_schema()}},
+        }
+    },
+)
+async def publish_events(
+    request: Request,
+    principal: Annotated[Principal, allowed("event:*", "write")],
+    kernel: KernelDep,
+) -> EventsAccepted:
+    """Commit a batch of up to 10,000 events in one transaction, then deliver them to
+    subscribers and triggers. 413 past the limit, 429 with ``Retry-After`` past the tenant's
+    rate; a retried batch is safe (idempotent per event id)."""
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}") from None
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if isinstance(events, list) and len(events) > MAX_BATCH:  # before validating 10k+ items
+        raise PayloadTooLarge(
+            f"{len(events)} events in one request; at most {MAX_BATCH}: split the batch"
+        )
+    try:
+        batch = EventBatch.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    limiter: TenantRateLimiter = request.app.state.event_limiter
+    limiter.take(principal.tenant, len(batch.events))
+    stored = await kernel.events.publish_many(
+        [
+            Event(
+                **({"id": e.id} if e.id else {}),
+                topic=e.topic,
+                tenant=principal.tenant,
+                source=e.source or principal.subject,
+                data=e.data,
+                time=e.time,
+                correlation_id=e.correlation_id,
+            )
+            for e in batch.events
+        ]
+    )
+    return EventsAccepted(accepted=len(stored), ids=[e.id for e in stored])

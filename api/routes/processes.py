@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from kernos.api.deps import CurrentPrincipal, ProcessesDep, allowed
 from kernos.api.schemas import ProcessList, ProcessPublic, SignalRequest
@@ -16,20 +16,36 @@ router = APIRouter(prefix="/v1/processes", tags=["processes"])
 
 @router.get("", response_model=ProcessList, summary="List processes")
 async def list_processes(
+    request: Request,
     principal: Annotated[Principal, allowed("process:*", "read")],
     processes: ProcessesDep,
     state: Annotated[
         ProcessState | None, Query(description="Only processes in this state.")
     ] = None,
+    agent: Annotated[str | None, Query(max_length=64, description="Only this agent's.")] = None,
+    owner: Annotated[str | None, Query(max_length=63, description="Only this owner's.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="Cursor: only pids below this (from `next`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most processes returned.")] = 100,
 ) -> ProcessList:
-    """The caller's tenant's processes, newest first."""
+    """The caller's tenant's processes, newest first, a page at a time (follow ``next``)."""
     found = await processes.list_processes(
-        tenant=principal.tenant, states=None if state is None else [state]
+        tenant=principal.tenant,
+        states=None if state is None else [state],
+        agent=agent,
+        owner=owner,
+        before=before,
+        limit=limit + 1,
     )
+    page = found[:limit]
+    following = None
+    if len(found) > limit:
+        following = str(request.url.include_query_params(before=page[-1].pid))
     return ProcessList(
-        data=[ProcessPublic.model_validate(p.as_dict()) for p in found[:limit]],
-        count=len(found),
+        data=[ProcessPublic.model_validate(p.as_dict()) for p in page],
+        count=len(page),
+        next=following,
     )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 
 from kernos.api.deps import CurrentPrincipal, ProcessesDep
 from kernos.api.schemas import ProcessPublic, RunCreate
+from kernos.kernel.errors import InvalidInput
 from kernos.kernel.processes import SETTLED, TERMINAL
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -26,15 +29,41 @@ async def create_run(
     principal: CurrentPrincipal,
     processes: ProcessesDep,
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="Makes a retried POST return the first run instead of starting a "
+            "second (per principal; 422 if reused for another agent).",
+        ),
+    ] = None,
 ) -> ProcessPublic:
     """Commit a new process for ``agent`` (before it starts) and start it.
 
     Without ``wait``: 201 and the process as accepted. With ``wait``: 200 and the finished
-    process if it finished within ``wait`` seconds, else 202 with the process as it is.
+    process if it finished within ``wait`` seconds, else 202 with the process as it is. A
+    repeated ``Idempotency-Key`` answers with the first run (``Idempotent-Replayed: true``).
     """
-    info = await processes.spawn(
-        body.agent, body.input or {}, principal=principal, priority=body.priority
-    )
+    key = None if idempotency_key is None else f"api:{principal.subject}:{idempotency_key}"
+    earlier = None if key is None else await processes.by_spawn_key(key, tenant=principal.tenant)
+    if earlier is not None:
+        if earlier.agent != body.agent:
+            raise InvalidInput(
+                f"Idempotency-Key {idempotency_key!r} was used for a run of {earlier.agent!r}; "
+                "use a new key for a different request"
+            )
+        info = earlier
+        response.headers["Idempotent-Replayed"] = "true"
+        response.status_code = 200
+    else:
+        info = await processes.spawn(
+            body.agent,
+            body.input or {},
+            principal=principal,
+            priority=body.priority,
+            idempotency_key=key,
+        )
     response.headers["Location"] = f"/v1/processes/{info.pid}"
     if body.wait is not None:
         # SETTLED, not TERMINAL: a process waiting for a human cannot finish within the

@@ -33,3 +33,6 @@ def register_commands(register: Callable[[LazyCommand], None]) -> None:
     register(
         LazyCommand("events", "kernos.kernel.cli.events:events", "Inspect and replay dead letters.")
     )
+    register(
+        LazyCommand("models", "kernos.kernel.cli.models:models", "Register and deploy models.")
+    )

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -453,3 +454,55 @@ class VaultRow(Base):
     key_id: Mapped[str] = mapped_column(String(16))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- Model registry (migration 0011) --------------------------------------------------------
+
+
+class ModelVersionRow(Base):
+    """One registered version of a model (an LLM, an ONNX model, any artifact).
+
+    The artifact stays where ``path`` says (an absolute path on the kernel's machine, or a
+    copy under ``KERNOS_HOME/models``); ``sha256`` and ``size`` are what it must still hash
+    to. ``signature`` (hex) is Ed25519 over the canonical manifest (name, version, sha256,
+    size, provenance) by the key whose fingerprint is ``key_fingerprint``. ``stage`` is
+    ``registered``, ``shadow``, ``canary`` (with ``canary_percent``), ``live`` or ``retired``.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(128))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    provenance: Mapped[Any] = mapped_column(JSON)
+    price_per_1k_input: Mapped[float | None] = mapped_column(Float)
+    price_per_1k_output: Mapped[float | None] = mapped_column(Float)
+    stage: Mapped[str] = mapped_column(String(16), index=True)
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    registered_by: Mapped[str] = mapped_column(String(127))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ModelDeploymentRow(Base):
+    """A change of a model version's stage, in order: the history rollback reads."""
+
+    __tablename__ = "model_deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    """``promote``, ``rollback`` or ``demote`` (moved aside by another version's change)."""
+    stage: Mapped[str] = mapped_column(String(16))
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    previous_stage: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(127))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -328,7 +328,7 @@ async def test_bad_requests_are_problems(api: Api) -> None:
     route = await api.http.get("/v2/everything")
     assert "no route GET /v2/everything" in assert_problem(route, 404, "not_found")["detail"]
     assert_problem(await api.http.delete("/v1/runs"), 405, "method_not_allowed")
-    assert (await api.http.get("/v1/processes")).json() == {"data": [], "count": 0}
+    assert (await api.http.get("/v1/processes")).json() == {"data": [], "count": 0, "next": None}
 
 
 async def test_another_tenants_process_is_not_found(api: Api) -> None:
