@@ -16,6 +16,7 @@ from kernos.api.routes import (
     health,
     keys,
     models,
+    openai,
     policy,
     processes,
     runs,
@@ -48,6 +49,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(catalog.router)
+    app.include_router(openai.router)
     app.include_router(processes.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
