@@ -20,6 +20,7 @@ from kernos.api.routes import (
     policy,
     processes,
     runs,
+    streams,
 )
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.tokens import Authenticator, ensure_admin_token
@@ -50,6 +51,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(runs.router)
     app.include_router(catalog.router)
     app.include_router(openai.router)
+    app.include_router(streams.router)
     app.include_router(processes.router)
     app.include_router(approvals.router)
     app.include_router(events.router)
