@@ -3,9 +3,11 @@ and on PostgreSQL (a fresh database per test on the server ``scripts/services.sh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,3 +98,51 @@ def hello_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return target
+
+
+KERNOS_BIN = str(Path(sys.executable).with_name("kernos"))
+"""The installed ``kernos`` command of this virtual environment."""
+
+
+class ServedKernel:
+    """A ``kernos serve`` subprocess on a free port, and a way to run CLI commands against it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def kernos(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``kernos ARGS`` as a client of this kernel."""
+        return subprocess.run(
+            [KERNOS_BIN, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=60
+        )
+
+
+@contextlib.contextmanager
+def served_kernel(home: Path, **settings: str) -> Iterator[ServedKernel]:
+    """Start ``kernos serve`` on ``home`` (extra ``KERNOS_*`` settings as keyword arguments,
+    ``api_port`` included if wanted), wait until its API is up, stop it afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
+    env |= {"KERNOS_HOME": str(home), "KERNOS_API_PORT": str(free_port())}
+    env |= {f"KERNOS_{key.upper()}": value for key, value in settings.items()}
+    server = subprocess.Popen(
+        [KERNOS_BIN, "serve", "--headless", "--duration", "120"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        seen = []
+        for line in server.stderr:
+            seen.append(line)
+            if "API on" in line:
+                break
+        else:
+            raise AssertionError("kernos serve did not start:\n" + "".join(seen))
+        # Keep reading its stderr, so a chatty server never blocks on a full pipe.
+        threading.Thread(target=server.stderr.read, daemon=True).start()
+        yield ServedKernel(env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kernos.kernel.cli.models import parse_provenance
 from kernos.kernel.errors import InvalidInput
+from tests.conftest import served_kernel
 
 
 def free_port() -> int:
@@ -54,39 +54,15 @@ def test_models_commands_are_api_clients_with_exit_codes(tmp_path: Path) -> None
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
-    env |= {
-        "KERNOS_HOME": str(home),
-        "KERNOS_API_PORT": str(free_port()),
-        "KERNOS_MODEL_TRUSTED_KEYS": str(keys / "models.pub.pem"),
-    }
-    kernos = [str(Path(sys.executable).with_name("kernos"))]
     work = tmp_path / "work"
     work.mkdir()
     (work / "v1.onnx").write_bytes(os.urandom(4096))
     (work / "v2.onnx").write_bytes(os.urandom(4096))
-    server = subprocess.Popen(
-        [*kernos, "serve", "--headless", "--duration", "120"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stderr is not None
-        for line in server.stderr:
-            if "API on" in line:
-                break
+    trusted = str(keys / "models.pub.pem")
+    with served_kernel(home, model_trusted_keys=trusted) as served:
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*kernos, "models", *args],
-                env=env,
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            return served.kernos("models", *args, cwd=work)
 
         # Relative paths are made absolute here; the kernel reads the file and signs.
         signed = run(
@@ -133,6 +109,3 @@ def test_models_commands_are_api_clients_with_exit_codes(tmp_path: Path) -> None
         assert back.returncode == 0 and "1 is live" in back.stdout, back.stderr
         final = {m["version"]: m["deployment"] for m in json.loads(run("list", "--json").stdout)}
         assert final == {"1": "live", "2": "registered", "3": "retired"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

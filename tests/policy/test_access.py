@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +26,7 @@ from kernos.kernel.storage.models import ApiKeyRow, AuditRow
 from kernos.kernel.tokens import read_admin_token
 from kernos.policy.keys import digest
 from kernos.policy.service import SERVICE_KEYS, policy_services
+from tests.conftest import served_kernel
 
 PROBLEM = "application/problem+json"
 
@@ -337,28 +335,8 @@ async def test_a_trigger_runs_as_its_creator_with_its_grants(api: Api) -> None:
 
 
 def test_cli_keys_and_policy_are_api_clients(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
-    env |= {"KERNOS_HOME": str(home), "KERNOS_API_PORT": str(free_port())}
-    kernos = [str(Path(sys.executable).with_name("kernos"))]
-    server = subprocess.Popen(
-        [*kernos, "serve", "--headless", "--duration", "120"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stderr is not None
-        for line in server.stderr:
-            if "API on" in line:
-                break
-
-        def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*kernos, *args], env=env, capture_output=True, text=True, timeout=60
-            )
-
+    with served_kernel(tmp_path / "home") as served:
+        run = served.kernos
         created = run(
             "keys",
             "create",
@@ -382,6 +360,3 @@ def test_cli_keys_and_policy_are_api_clients(tmp_path: Path) -> None:
         assert listed.returncode == 0 and '"otto"' in listed.stdout and "kn_" not in listed.stdout
         expiry = run("keys", "create", "--principal", "x", "--role", "viewer", "--expires", "soon")
         assert expiry.returncode == 2 and "--expires" in expiry.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.settings import load_settings
 from kernos.kernel.storage.models import AuditRow
 from kernos.kernel.tokens import read_admin_token
+from tests.conftest import served_kernel
 
 from .test_approval_escalation import EFFECTS, Agents
 
@@ -172,31 +171,10 @@ async def test_rule_changes_are_validated_tenant_bound_and_audited(api: Api) -> 
 
 
 def test_cli_approval_rules_are_an_api_client(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERNOS_")}
-    env |= {"KERNOS_HOME": str(home), "KERNOS_API_PORT": str(free_port())}
-    kernos = [str(Path(sys.executable).with_name("kernos"))]
-    server = subprocess.Popen(
-        [*kernos, "serve", "--headless", "--duration", "120"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stderr is not None
-        for line in server.stderr:
-            if "API on" in line:
-                break
+    with served_kernel(tmp_path / "home") as served:
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*kernos, "policy", "approval-rules", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            return served.kernos("policy", "approval-rules", *args)
 
         added = run("add", RULE)
         assert added.returncode == 0, added.stderr
@@ -218,6 +196,3 @@ def test_cli_approval_rules_are_an_api_client(tmp_path: Path) -> None:
         assert removed.returncode == 0, removed.stderr
         missing = run("remove", RULE)
         assert missing.returncode == 2 and "no approval rule" in missing.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
