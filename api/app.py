@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from kernos.api.problems import install_problem_handlers
 from kernos.api.ratelimit import TenantRateLimiter
+from kernos.api.request_id import RequestIdMiddleware
 from kernos.api.routes import (
     approvals,
     audit,
@@ -46,6 +47,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
         rate=kernel.settings.event_ingest_rate,
         burst=kernel.settings.event_ingest_burst,
     )
+    app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(runs.router)

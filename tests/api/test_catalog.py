@@ -126,3 +126,12 @@ async def test_processes_page_with_a_cursor_and_filter(api: Api) -> None:
     greeters = (await api.http.get("/v1/processes", params={"agent": "greeter"})).json()
     assert {p["agent"] for p in greeters["data"]} == {"greeter"} and greeters["count"] == 4
     assert greeters["next"] is None
+
+
+async def test_every_response_carries_a_request_id(api: Api) -> None:
+    echoed = await api.http.get("/v1/agents", headers={"X-Request-ID": "trace-me-42"})
+    assert echoed.headers["x-request-id"] == "trace-me-42"
+    made = await api.http.get("/v1/processes/424242")  # a problem response too
+    assert made.status_code == 404 and len(made.headers["x-request-id"]) == 36
+    bad = await api.http.get("/healthz", headers={"X-Request-ID": "no spaces <allowed>"})
+    assert bad.headers["x-request-id"] != "no spaces <allowed>"
