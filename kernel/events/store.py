@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
@@ -33,6 +33,10 @@ from kernos.kernel.syscalls import AuditRecord, AuditSink
 
 BUS_PRINCIPAL = "kernel"
 """The principal audit records name when the bus itself acts (dead-lettering)."""
+
+
+_CHUNK = 500
+"""Event ids per ``IN (...)`` look-up (well under SQLite's bound-parameter limit)."""
 
 
 class DeliveryStatus(StrEnum):
@@ -127,48 +131,79 @@ class EventStore:
                 select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
             )
             tenant_ids = {name: tid for name, tid in found.all()}
+            for name in names:
+                if name not in tenant_ids:
+                    raise NotFound(f"tenant {name!r} does not exist")
+            # One look-up per chunk of ids instead of one per event: a batch of 10,000 is a
+            # few dozen statements, not 10,000 selects and flushes.
+            wanted: dict[int, set[str]] = {}
+            for event, _ in plans:
+                wanted.setdefault(tenant_ids[event.tenant], set()).add(event.id)
+            known: dict[tuple[int, str], EventRow] = {}
+            for tenant_id, ids in wanted.items():
+                ordered = sorted(ids)
+                for start in range(0, len(ordered), _CHUNK):
+                    rows = session.scalars(
+                        select(EventRow).where(
+                            EventRow.tenant_id == tenant_id,
+                            EventRow.event_id.in_(ordered[start : start + _CHUNK]),
+                        )
+                    )
+                    known.update({(tenant_id, row.event_id): row for row in rows})
             stored: list[Event] = []
-            new: list[int] = []
+            fresh: list[tuple[Event, list[str], int]] = []
+            first: dict[tuple[int, str], Event] = {}  # a repeated id within the batch
             for event, keys in plans:
-                tenant_id = tenant_ids.get(event.tenant)
-                if tenant_id is None:
-                    raise NotFound(f"tenant {event.tenant!r} does not exist")
-                # Flushed inserts are visible here, so a repeated id within one batch is
-                # caught as well as one from an earlier commit.
-                existing = session.scalar(
-                    select(EventRow).where(
-                        EventRow.tenant_id == tenant_id, EventRow.event_id == event.id
-                    )
+                ref = (tenant_ids[event.tenant], event.id)
+                if ref in known:
+                    stored.append(_event(known[ref], event.tenant))
+                elif ref in first:
+                    stored.append(first[ref])
+                else:
+                    first[ref] = event
+                    fresh.append((event, keys, ref[0]))
+                    stored.append(event)
+            if not fresh:
+                return stored, []
+            seqs = session.scalars(
+                insert(EventRow).returning(EventRow.seq, sort_by_parameter_order=True),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "event_id": event.id,
+                        "topic": event.topic,
+                        "source": event.source,
+                        "data": event.data,
+                        "time": event.time or now,
+                        "correlation_id": event.correlation_id,
+                    }
+                    for event, _, tenant_id in fresh
+                ],
+            ).all()
+            deliveries = [
+                {
+                    "event_seq": seq,
+                    "subscriber": key,
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for seq, (_, keys, _) in zip(seqs, fresh, strict=True)
+                for key in keys
+            ]
+            new: list[int] = []
+            if deliveries:
+                new = list(
+                    session.scalars(
+                        insert(EventDeliveryRow).returning(
+                            EventDeliveryRow.id, sort_by_parameter_order=True
+                        ),
+                        deliveries,
+                    ).all()
                 )
-                if existing is not None:
-                    stored.append(_event(existing, event.tenant))
-                    continue
-                row = EventRow(
-                    tenant_id=tenant_id,
-                    event_id=event.id,
-                    topic=event.topic,
-                    source=event.source,
-                    data=event.data,
-                    time=event.time or now,
-                    correlation_id=event.correlation_id,
-                )
-                session.add(row)
-                session.flush()
-                deliveries = [
-                    EventDeliveryRow(
-                        event_seq=row.seq,
-                        subscriber=key,
-                        status=DeliveryStatus.PENDING.value,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for key in keys
-                ]
-                session.add_all(deliveries)
-                session.flush()
-                new.extend(d.id for d in deliveries)
+            for event, keys, _ in fresh:
                 self.audit_sink.append(
                     session,
                     AuditRecord(
@@ -180,7 +215,6 @@ class EventStore:
                         correlation_id=event.correlation_id,
                     ),
                 )
-                stored.append(event)
             return stored, new
 
         return await self._db.write(job)
