@@ -33,6 +33,7 @@ SCRIPTS = (
     "policy",
     "audit",
     "redaction",
+    "ingest",
 )
 
 
