@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 from kernos.kernel.errors import KernosError
 from kernos.kernel.syscalls import Authorizer, AuthRequest, Decision
@@ -27,7 +28,7 @@ from kernos.policy.rules import AGENT_PREFIX, validate_request
 
 log = logging.getLogger(__name__)
 
-Manifest = Callable[[str], "set[tuple[str, str]] | None"]
+Manifest = Callable[[str], "AbstractSet[tuple[str, str]] | None"]
 """``manifest(agent)``: the (object pattern, action) pairs an agent declared, or ``None`` for
 an agent the kernel does not know. Patterns may end in ``*`` (``model:*``)."""
 

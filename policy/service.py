@@ -24,6 +24,7 @@ from kernos.policy.keys import ApiKey, CreatedKey, KeyStore
 from kernos.policy.rules import ANY, parse_line
 
 if TYPE_CHECKING:
+    from kernos.kernel.catalog import AgentSpec
     from kernos.kernel.kernel import Kernel
     from kernos.policy.approval_book import ApprovalRuleBook
     from kernos.policy.approval_rules import ApprovalRule
@@ -178,23 +179,23 @@ def policy_services(kernel: Kernel) -> PolicyServices:
     return found
 
 
-def agent_manifest(kernel: Kernel) -> Callable[[str], set[tuple[str, str]] | None]:
+def agent_manifest(kernel: Kernel) -> Callable[[str], frozenset[tuple[str, str]] | None]:
     """What an agent may do when the policy says nothing about it: its declared tools, the
     model, asking a human, emitting events and spawning children (each still needs the
-    owner's grant too)."""
+    owner's grant too). Built once per agent spec: it is asked on every syscall."""
+    common = frozenset(
+        {("model:*", "call"), ("approval:*", "write"), ("event:*", "write"), ("agent:*", "spawn")}
+    )
+    built: dict[str, tuple[AgentSpec, frozenset[tuple[str, str]]]] = {}
 
-    def manifest(agent: str) -> set[tuple[str, str]] | None:
+    def manifest(agent: str) -> frozenset[tuple[str, str]] | None:
         spec = kernel.catalog.agents.get(agent)
         if spec is None:
             return None
-        grants = {(f"tool:{tool}", "call") for tool in spec.tools}
-        grants |= {
-            ("model:*", "call"),
-            ("approval:*", "write"),
-            ("event:*", "write"),
-            ("agent:*", "spawn"),
-        }
-        return grants
+        cached = built.get(agent)
+        if cached is None or cached[0] is not spec:  # a catalog change replaces the spec
+            cached = built[agent] = (spec, common | {(f"tool:{t}", "call") for t in spec.tools})
+        return cached[1]
 
     return manifest
 
