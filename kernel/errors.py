@@ -138,6 +138,20 @@ class BackendUnavailable(KernosError):
     http_status = 503
 
 
+class BackendError(BackendUnavailable):
+    """A backend failed a request. ``retryable`` says whether trying again may succeed
+    (connection refused, timeouts, 429 and 5xx: yes; 4xx: no)."""
+
+    code = "backend_error"
+    exit_status = EXIT_CHECK_FAILED
+    http_status = 503
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
 class CheckFailed(KernosError):
     """A check ran and found a problem (for example an audit verify)."""
 
