@@ -22,6 +22,7 @@ from kernos.api.routes import (
     processes,
     runs,
     streams,
+    webhooks,
 )
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.tokens import Authenticator, ensure_admin_token
@@ -61,6 +62,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(policy.router)
     app.include_router(audit.router)
     app.include_router(models.router)
+    app.include_router(webhooks.router)
     return app
 
 

@@ -17,9 +17,11 @@ from kernos.kernel.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from kernos.api.server import ApiServer
+    from kernos.api.webhooks import WebhookNotifier
     from kernos.kernel.kernel import Kernel
 
 _servers: WeakKeyDictionary[Kernel, ApiServer] = WeakKeyDictionary()
+_notifiers: WeakKeyDictionary[Kernel, WebhookNotifier] = WeakKeyDictionary()
 
 
 def api_server(kernel: Kernel) -> ApiServer | None:
@@ -27,12 +29,23 @@ def api_server(kernel: Kernel) -> ApiServer | None:
     return _servers.get(kernel)
 
 
+def webhook_notifier(kernel: Kernel) -> WebhookNotifier:
+    """The webhook notifier of a started ``kernel``."""
+    return _notifiers[kernel]
+
+
 @hookimpl
 async def on_startup(kernel: Kernel) -> None:
-    """Create the admin token if missing; serve the API if the kernel was asked to."""
+    """Create the admin token if missing, deliver run webhooks (whether or not this kernel
+    serves: deliveries left pending by a serving kernel go on), and serve the API if the
+    kernel was asked to."""
+    from kernos.api.webhooks import WebhookNotifier
     from kernos.kernel.tokens import ensure_admin_token
 
     token = await asyncio.to_thread(ensure_admin_token, kernel.settings.home)
+    notifier = await asyncio.to_thread(WebhookNotifier, kernel)
+    notifier.install()
+    _notifiers[kernel] = notifier
     if not kernel.serve_api:
         return
     from kernos.api.app import create_app
@@ -52,3 +65,6 @@ async def on_shutdown(kernel: Kernel) -> None:
     server = _servers.pop(kernel, None)
     if server is not None:
         await server.stop()
+    notifier = _notifiers.pop(kernel, None)
+    if notifier is not None:
+        await notifier.aclose()

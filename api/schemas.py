@@ -7,14 +7,20 @@ Responses mirror the kernel's ``as_dict()`` forms, which are also what the CLI p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, UrlConstraints
 
 from kernos.kernel.processes import ProcessState, Signal
 
 MAX_WAIT_SECONDS = 300.0
 """Longest a ``POST /v1/runs`` may hold the request open."""
+
+
+WebhookUrl = Annotated[
+    AnyHttpUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"])
+]
+"""An absolute http(s) URL of at most 2,048 characters."""
 
 
 class _Request(BaseModel):
@@ -39,6 +45,13 @@ class RunCreate(_Request):
         le=MAX_WAIT_SECONDS,
         description="Seconds to wait for the process to finish: 200 with the finished process "
         "if it did, else 202 (it runs on; follow Location).",
+    )
+    webhook_url: WebhookUrl | None = Field(
+        default=None,
+        description="Asynchronous run: answer 202 at once and POST the finished process to "
+        "this URL, signed (`Kernos-Signature`, see `GET /v1/webhooks/secret`), retried with "
+        "backoff until a 2xx; every attempt is listed at `/v1/processes/{pid}/webhooks`.",
+        examples=["https://example.com/hooks/kernos"],
     )
 
 
@@ -168,3 +181,30 @@ __all__ = [
     "SignalRequest",
     "UsagePublic",
 ]
+
+
+class WebhookDeliveryPublic(BaseModel):
+    """One attempt to deliver a run's webhook."""
+
+    attempt: int
+    url: str
+    status_code: int | None = Field(description="The receiver's HTTP status; null if none came.")
+    error: str | None = Field(description="Why the attempt failed; null when it succeeded.")
+    duration_ms: float
+    at: datetime
+
+
+class WebhookDeliveryList(BaseModel):
+    """``GET /v1/processes/{pid}/webhooks``: every attempt, oldest first."""
+
+    data: list[WebhookDeliveryPublic]
+    count: int
+
+
+class WebhookSecret(BaseModel):
+    """``GET /v1/webhooks/secret``: how to check that a webhook came from this kernel."""
+
+    tenant: str
+    secret: str = Field(description="HMAC-SHA256 key of the tenant's webhook signatures.")
+    header: str = Field(description="The header that carries the signature.")
+    scheme: str = Field(description="How the signature is computed.")

@@ -96,11 +96,14 @@ class ProcessManager:
         budgets: Budgets | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> ProcessInfo:
         """Commit a new process for ``agent`` and start it; returns it as accepted.
 
         With ``idempotency_key``, a second spawn under the same key returns the first process
         instead of creating another (triggers, child spawns and retried API calls use it).
+        With ``webhook_url``, its end publishes a ``process.finished`` event in the same
+        transaction, which the API's webhook notifier delivers, signed, at least once.
         Raises ``NotFound`` (unknown agent, parent), ``InvalidInput`` (input fails the agent's
         schema) or ``Conflict`` (parent not live or in another tenant).
         """
@@ -155,6 +158,7 @@ class ProcessManager:
                 created_at=now,
                 updated_at=now,
                 spawn_key=idempotency_key,
+                webhook_url=webhook_url,
             )
             session.add(row)
             session.flush()
@@ -714,13 +718,37 @@ class ProcessManager:
                     else f"{error.get('code')}: {error.get('message')}",
                 ),
             )
+            if row.webhook_url is not None:
+                # In the finish's own transaction: the notification can't be lost in a crash.
+                staged.extend(self._kernel.events.publish_in(session, [_finished(row, tenant)]))
 
+        staged: list[int] = []
         await self._db.write(job)
+        self._kernel.events.dispatch(staged)
         await self._notify(pid)
+
+
+def _finished(row: ProcessRow, tenant: str) -> Any:
+    """The ``process.finished`` event of a process that has just ended."""
+    from kernos.kernel.events import Event
+
+    return Event(
+        id=f"process.finished:{row.pid}",
+        topic=FINISHED_TOPIC,
+        tenant=tenant,
+        source=f"{tenant}/{row.owner}",
+        data={"pid": row.pid, "state": row.state, "agent": row.agent},
+        correlation_id=row.correlation_id,
+    )
+
+
+FINISHED_TOPIC = "process.finished"
+"""Topic of the event a process with a webhook publishes when it ends."""
 
 
 __all__ = [
     "DEFAULT_APPROVER",
+    "FINISHED_TOPIC",
     "LIVE",
     "SETTLED",
     "TERMINAL",

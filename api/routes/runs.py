@@ -21,7 +21,10 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
     summary="Start a run",
     responses={
         200: {"description": "Waited, and the process finished (done, failed or killed)."},
-        202: {"description": "Waited, and the process is still live; follow Location."},
+        202: {
+            "description": "Waited, and the process is still live; or asynchronous "
+            "(`webhook_url` without `wait`): accepted, the webhook follows. Follow Location."
+        },
     },
 )
 async def create_run(
@@ -41,8 +44,9 @@ async def create_run(
 ) -> ProcessPublic:
     """Commit a new process for ``agent`` (before it starts) and start it.
 
-    Without ``wait``: 201 and the process as accepted. With ``wait``: 200 and the finished
-    process if it finished within ``wait`` seconds, else 202 with the process as it is. A
+    Without ``wait``: 201 and the process as accepted, or 202 with a ``webhook_url`` (the
+    finished process is POSTed there, signed). With ``wait``: 200 and the finished process if
+    it finished within ``wait`` seconds, else 202 with the process as it is. A
     repeated ``Idempotency-Key`` answers with the first run (``Idempotent-Replayed: true``).
     """
     key = None if idempotency_key is None else f"api:{principal.subject}:{idempotency_key}"
@@ -63,7 +67,10 @@ async def create_run(
             principal=principal,
             priority=body.priority,
             idempotency_key=key,
+            webhook_url=None if body.webhook_url is None else str(body.webhook_url),
         )
+        if body.webhook_url is not None:
+            response.status_code = 202
     response.headers["Location"] = f"/v1/processes/{info.pid}"
     if body.wait is not None:
         # SETTLED, not TERMINAL: a process waiting for a human cannot finish within the

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import Conflict, InvalidInput
 from kernos.kernel.events.records import DeadLetter, Event, EventHandler, Spawner, Trigger
@@ -227,6 +229,20 @@ class EventBus:
         for delivery_id in new:
             self._schedule(delivery_id)
         return stored
+
+    def publish_in(self, session: Session, events: Sequence[Event]) -> list[int]:
+        """Stage ``events`` inside a writer job that is already open, so they commit with the
+        job's other writes; returns the new deliveries' ids, to hand to ``dispatch`` once the
+        job has committed (until then nothing delivers them; after a crash, ``start`` does)."""
+        now = self._clock.now()
+        stamped = [e if e.time is not None else replace(e, time=now) for e in events]
+        plans = [(e, [s.key for s in self._subs.values() if s.matches(e)]) for e in stamped]
+        return self._store.insert_in(session, plans, now)[1]
+
+    def dispatch(self, delivery_ids: Iterable[int]) -> None:
+        """Start delivering what ``publish_in`` staged, once its transaction has committed."""
+        for delivery_id in delivery_ids:
+            self._schedule(delivery_id)
 
     # -- Delivering -----------------------------------------------------------------------
 

@@ -124,100 +124,103 @@ class EventStore:
         and no deliveries) and the ids of the new deliveries. ``NotFound`` for an unknown
         tenant.
         """
+        return await self._db.write(lambda session: self.insert_in(session, plans, now))
 
-        def job(session: Session) -> tuple[list[Event], list[int]]:
-            names = {event.tenant for event, _ in plans}
-            found = session.execute(
-                select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
-            )
-            tenant_ids = {name: tid for name, tid in found.all()}
-            for name in names:
-                if name not in tenant_ids:
-                    raise NotFound(f"tenant {name!r} does not exist")
-            # One look-up per chunk of ids instead of one per event: a batch of 10,000 is a
-            # few dozen statements, not 10,000 selects and flushes.
-            wanted: dict[int, set[str]] = {}
-            for event, _ in plans:
-                wanted.setdefault(tenant_ids[event.tenant], set()).add(event.id)
-            known: dict[tuple[int, str], EventRow] = {}
-            for tenant_id, ids in wanted.items():
-                ordered = sorted(ids)
-                for start in range(0, len(ordered), _CHUNK):
-                    rows = session.scalars(
-                        select(EventRow).where(
-                            EventRow.tenant_id == tenant_id,
-                            EventRow.event_id.in_(ordered[start : start + _CHUNK]),
-                        )
+    def insert_in(
+        self, session: Session, plans: list[tuple[Event, list[str]]], now: datetime
+    ) -> tuple[list[Event], list[int]]:
+        """``insert`` inside a writer job that is already open, so events commit with the
+        caller's other writes (a process's finish and its ``process.finished`` event)."""
+        names = {event.tenant for event, _ in plans}
+        found = session.execute(
+            select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
+        )
+        tenant_ids = {name: tid for name, tid in found.all()}
+        for name in names:
+            if name not in tenant_ids:
+                raise NotFound(f"tenant {name!r} does not exist")
+        # One look-up per chunk of ids instead of one per event: a batch of 10,000 is a
+        # few dozen statements, not 10,000 selects and flushes.
+        wanted: dict[int, set[str]] = {}
+        for event, _ in plans:
+            wanted.setdefault(tenant_ids[event.tenant], set()).add(event.id)
+        known: dict[tuple[int, str], EventRow] = {}
+        for tenant_id, ids in wanted.items():
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), _CHUNK):
+                rows = session.scalars(
+                    select(EventRow).where(
+                        EventRow.tenant_id == tenant_id,
+                        EventRow.event_id.in_(ordered[start : start + _CHUNK]),
                     )
-                    known.update({(tenant_id, row.event_id): row for row in rows})
-            stored: list[Event] = []
-            fresh: list[tuple[Event, list[str], int]] = []
-            first: dict[tuple[int, str], Event] = {}  # a repeated id within the batch
-            for event, keys in plans:
-                ref = (tenant_ids[event.tenant], event.id)
-                if ref in known:
-                    stored.append(_event(known[ref], event.tenant))
-                elif ref in first:
-                    stored.append(first[ref])
-                else:
-                    first[ref] = event
-                    fresh.append((event, keys, ref[0]))
-                    stored.append(event)
-            if not fresh:
-                return stored, []
-            seqs = session.scalars(
-                insert(EventRow).returning(EventRow.seq, sort_by_parameter_order=True),
-                [
-                    {
-                        "tenant_id": tenant_id,
-                        "event_id": event.id,
-                        "topic": event.topic,
-                        "source": event.source,
-                        "data": event.data,
-                        "time": event.time or now,
-                        "correlation_id": event.correlation_id,
-                    }
-                    for event, _, tenant_id in fresh
-                ],
-            ).all()
-            deliveries = [
+                )
+                known.update({(tenant_id, row.event_id): row for row in rows})
+        stored: list[Event] = []
+        fresh: list[tuple[Event, list[str], int]] = []
+        first: dict[tuple[int, str], Event] = {}  # a repeated id within the batch
+        for event, keys in plans:
+            ref = (tenant_ids[event.tenant], event.id)
+            if ref in known:
+                stored.append(_event(known[ref], event.tenant))
+            elif ref in first:
+                stored.append(first[ref])
+            else:
+                first[ref] = event
+                fresh.append((event, keys, ref[0]))
+                stored.append(event)
+        if not fresh:
+            return stored, []
+        seqs = session.scalars(
+            insert(EventRow).returning(EventRow.seq, sort_by_parameter_order=True),
+            [
                 {
-                    "event_seq": seq,
-                    "subscriber": key,
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
+                    "tenant_id": tenant_id,
+                    "event_id": event.id,
+                    "topic": event.topic,
+                    "source": event.source,
+                    "data": event.data,
+                    "time": event.time or now,
+                    "correlation_id": event.correlation_id,
                 }
-                for seq, (_, keys, _) in zip(seqs, fresh, strict=True)
-                for key in keys
-            ]
-            new: list[int] = []
-            if deliveries:
-                new = list(
-                    session.scalars(
-                        insert(EventDeliveryRow).returning(
-                            EventDeliveryRow.id, sort_by_parameter_order=True
-                        ),
-                        deliveries,
-                    ).all()
-                )
-            for event, keys, _ in fresh:
-                self.audit_sink.append(
-                    session,
-                    AuditRecord(
-                        event="event.published",
-                        tenant=event.tenant,
-                        principal=event.source,
-                        target=event.topic,
-                        args={"event_id": event.id, "subscribers": keys},
-                        correlation_id=event.correlation_id,
+                for event, _, tenant_id in fresh
+            ],
+        ).all()
+        deliveries = [
+            {
+                "event_seq": seq,
+                "subscriber": key,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for seq, (_, keys, _) in zip(seqs, fresh, strict=True)
+            for key in keys
+        ]
+        new: list[int] = []
+        if deliveries:
+            new = list(
+                session.scalars(
+                    insert(EventDeliveryRow).returning(
+                        EventDeliveryRow.id, sort_by_parameter_order=True
                     ),
-                )
-            return stored, new
-
-        return await self._db.write(job)
+                    deliveries,
+                ).all()
+            )
+        for event, keys, _ in fresh:
+            self.audit_sink.append(
+                session,
+                AuditRecord(
+                    event="event.published",
+                    tenant=event.tenant,
+                    principal=event.source,
+                    target=event.topic,
+                    args={"event_id": event.id, "subscribers": keys},
+                    correlation_id=event.correlation_id,
+                ),
+            )
+        return stored, new
 
     # -- Delivering -----------------------------------------------------------------------
 

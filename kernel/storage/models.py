@@ -122,6 +122,8 @@ class ProcessRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     spawn_key: Mapped[str | None] = mapped_column(String(400), unique=True)
     """Idempotency key of the spawn (trigger + event, parent syscall, API key): one process."""
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where a signed ``process.finished`` notification goes when the process ends."""
 
 
 class SyscallRow(Base):
@@ -505,4 +507,21 @@ class ModelDeploymentRow(Base):
     canary_percent: Mapped[int | None] = mapped_column(Integer)
     previous_stage: Mapped[str] = mapped_column(String(16))
     by: Mapped[str] = mapped_column(String(127))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookDeliveryRow(Base):
+    """One attempt to deliver a webhook: every attempt is kept, failed ones too."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    pid: Mapped[int] = mapped_column(ForeignKey("processes.pid", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2048))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
