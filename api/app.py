@@ -16,6 +16,7 @@ from kernos.api.routes import (
     events,
     health,
     keys,
+    metrics,
     models,
     openai,
     policy,
@@ -51,6 +52,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(runs.router)
     app.include_router(catalog.router)
     app.include_router(openai.router)

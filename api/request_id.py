@@ -1,9 +1,18 @@
-"""``X-Request-ID``: every response carries one, echoing the caller's when it is well formed.
+"""``X-Request-ID`` and W3C ``traceparent`` on every request.
+
+Every response carries an ``X-Request-ID``, echoing the caller's when it is well formed.
 
 A client (or a proxy in front of the kernel) that sends ``X-Request-ID`` gets the same id back
 and finds it in the kernel's log lines for that request; without one, or with a malformed one
 (over 128 characters, or characters outside ``[A-Za-z0-9._:-]``), the kernel makes a UUID. The
-id is on ``request.state.request_id`` for routes, problem responses included.
+id is on ``request.state.request_id`` for routes, problem responses included, and in
+``kernos.kernel.requests.REQUEST_ID`` for the kernel: a run started by the request takes it as
+its correlation id, so every audit record of the run carries it.
+
+A ``traceparent`` (and ``tracestate``) header is honoured: the request runs in that remote
+span context, so the kernel's spans for it — and for a process it spawns, whose task inherits
+the context — join the caller's trace. A malformed ``traceparent`` is ignored (W3C says to
+start a new trace), never an error.
 """
 
 from __future__ import annotations
@@ -12,9 +21,15 @@ import logging
 import re
 import uuid
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kernos.kernel.requests import REQUEST_ID
+
 HEADER = "x-request-id"
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
+_PROPAGATOR = TraceContextTextMapPropagator()
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 log = logging.getLogger(__name__)
@@ -30,10 +45,13 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next(
-            (v.decode("latin-1") for k, v in scope.get("headers", []) if k == HEADER.encode()),
-            None,
-        )
+        given: str | None = None
+        carrier: dict[str, str] = {}
+        for key, value in scope.get("headers", []):
+            if key == HEADER.encode():
+                given = value.decode("latin-1")
+            elif key in _TRACE_HEADERS:
+                carrier[key.decode()] = value.decode("latin-1")
         request_id = given if given and _VALID.match(given) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
@@ -44,4 +62,11 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = REQUEST_ID.set(request_id)
+        attached = otel_context.attach(_PROPAGATOR.extract(carrier)) if carrier else None
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if attached is not None:
+                otel_context.detach(attached)
+            REQUEST_ID.reset(token)

@@ -44,6 +44,7 @@ from kernos.kernel.process_records import (
     jsonable_state,
     process_info,
 )
+from kernos.kernel.requests import REQUEST_ID
 from kernos.kernel.storage.models import (
     PrincipalRow,
     ProcessRow,
@@ -113,6 +114,7 @@ class ProcessManager:
         payload = self._validate_input(spec, input or {})
         chosen = budgets or spec.budgets
         now = self._clock.now()
+        request_id = REQUEST_ID.get()
 
         def job(session: Session) -> tuple[ProcessInfo, bool]:
             tenant_id = session.scalar(
@@ -145,7 +147,7 @@ class ProcessManager:
                 state=ProcessState.PENDING.value,
                 priority=spec.priority if priority is None else priority,
                 thread_id=str(uuid.uuid4()),
-                correlation_id=correlation or str(uuid.uuid4()),
+                correlation_id=correlation or request_id or str(uuid.uuid4()),
                 input=payload,
                 budgets=budgets_dict(chosen),
                 input_tokens=0,

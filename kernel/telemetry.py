@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
@@ -203,6 +203,8 @@ class Telemetry:
     ) -> None:
         self._tracer_provider: TracerProvider | None = None
         self._meter_provider: MeterProvider | None = None
+        # Always there when enabled: what /metrics renders (kernos.kernel.prometheus).
+        self._scrape: InMemoryMetricReader | None = None
         if enabled:
             resource = Resource.create(
                 {"service.name": service_name, **(resource_attributes or {})}
@@ -210,8 +212,9 @@ class Telemetry:
             self._tracer_provider = TracerProvider(resource=resource)
             for processor in span_processors:
                 self._tracer_provider.add_span_processor(processor)
+            self._scrape = InMemoryMetricReader()
             self._meter_provider = MeterProvider(
-                resource=resource, metric_readers=list(metric_readers)
+                resource=resource, metric_readers=[self._scrape, *metric_readers]
             )
             self.tracer: trace.Tracer = self._tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
             self.meter: metrics.Meter = self._meter_provider.get_meter(INSTRUMENTATION_SCOPE)
@@ -248,6 +251,10 @@ class Telemetry:
             raise KeyError(
                 f"metric {spec.name!r} is not declared in kernos.kernel.telemetry"
             ) from None
+
+    def collect(self) -> MetricsData | None:
+        """Every metric's current (cumulative) value, or ``None`` when telemetry is off."""
+        return None if self._scrape is None else self._scrape.get_metrics_data()
 
     def shutdown(self) -> None:
         """Flush and stop exporters; the instruments become no-ops."""

@@ -34,7 +34,19 @@ ACTIONS = frozenset({"call", "read", "write", "spawn", "signal", "approve", "adm
 """What a subject may do to an object."""
 
 OBJECT_KINDS = frozenset(
-    {"tool", "model", "memory", "agent", "process", "approval", "audit", "event", "policy", "key"}
+    {
+        "tool",
+        "model",
+        "memory",
+        "agent",
+        "process",
+        "approval",
+        "audit",
+        "event",
+        "policy",
+        "key",
+        "metrics",
+    }
 )
 """The ``KIND`` of an object ``KIND:NAME``."""
 

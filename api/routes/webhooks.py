@@ -20,10 +20,11 @@ router = APIRouter(tags=["webhooks"])
 
 @router.get("/v1/webhooks/secret", response_model=WebhookSecret, summary="Webhook signing secret")
 async def get_secret(
-    principal: Annotated[Principal, allowed("key:webhooks", "read")], kernel: KernelDep
+    principal: Annotated[Principal, allowed("key:webhooks", "admin")], kernel: KernelDep
 ) -> WebhookSecret:
-    """The caller's tenant's signing secret (policy object ``key:webhooks``, action ``read``:
-    admins by default), for receivers to check ``Kernos-Signature``."""
+    """The caller's tenant's signing secret, for receivers to check ``Kernos-Signature``
+    (policy object ``key:webhooks``, action ``admin``: admins by default — a reader could
+    forge webhooks with it)."""
     return WebhookSecret(
         tenant=principal.tenant,
         secret=tenant_secret(master_key(kernel.settings.home), principal.tenant),

@@ -25,8 +25,7 @@ from kernos.kernel.kernel import Kernel
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.settings import load_settings
 from kernos.kernel.tokens import read_admin_token
-
-from .test_api import Agents, assert_problem, free_port
+from tests.api.test_api import Agents, assert_problem, free_port
 
 
 @dataclass
