@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
+from kernos.api.openapi import install_openapi
 from kernos.api.problems import install_problem_handlers
 from kernos.api.ratelimit import TenantRateLimiter
 from kernos.api.request_id import RequestIdMiddleware
@@ -51,6 +52,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     )
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(runs.router)

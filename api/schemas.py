@@ -13,6 +13,9 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, UrlCo
 
 from kernos.kernel.processes import ProcessState, Signal
 
+MAX_ID = 2**63 - 1
+"""Largest id (pid, dead letter, audit seq) a request may name: SQL's BIGINT."""
+
 MAX_WAIT_SECONDS = 300.0
 """Longest a ``POST /v1/runs`` may hold the request open."""
 

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kernos.api.deps import KernelDep, allowed
-from kernos.kernel.errors import NotFound
+from kernos.api.schemas import MAX_ID
+from kernos.kernel.errors import ConfigError, Conflict, NotFound
 from kernos.kernel.identity import Principal
 from kernos.policy.audit import AuditLog
 from kernos.policy.audit.checkpoints import parse_witness
@@ -51,12 +52,15 @@ async def list_records(
     principal: Annotated[Principal, allowed("audit:*", "read")],
     audit: AuditLogDep,
     tenant: Annotated[str | None, Query(description="Only your own tenant, for now.")] = None,
-    pid: Annotated[int | None, Query(ge=1, description="Only this process's records.")] = None,
+    pid: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this process's records.")
+    ] = None,
     event: Annotated[str | None, Query(description="Only this event (syscall.intent, …).")] = None,
     after: Annotated[
         int | None,
         Query(
             ge=0,
+            le=MAX_ID,
             description="Records after this seq, oldest first (0: from the start). "
             "Without it: the newest ones.",
         ),
@@ -102,7 +106,11 @@ async def checkpoint(
 ) -> dict[str, Any]:
     """Sign the Merkle root over the records since the last checkpoint and export it to the
     witness: 201 with the new checkpoint, or 200 with the latest one if nothing is new."""
-    result = await audit.checkpoint()
+    try:
+        result = await audit.checkpoint()
+    except ConfigError as exc:
+        # The request is fine; this kernel is not set up to sign. Not a server fault (5xx).
+        raise Conflict(str(exc), code="audit_signing_not_configured") from exc
     response.status_code = 201 if result.created else 200
     return result.as_dict()
 

@@ -7,12 +7,13 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kernos.api.deps import KernelDep, allowed
 from kernos.api.ratelimit import TenantRateLimiter
+from kernos.api.schemas import MAX_ID
 from kernos.kernel.errors import InvalidInput, PayloadTooLarge
 from kernos.kernel.events import Event
 from kernos.kernel.identity import Principal
@@ -43,7 +44,7 @@ async def list_dead_letters(
 
 @router.post("/dlq/{dead_letter_id}/replay", summary="Replay a dead letter")
 async def replay_dead_letter(
-    dead_letter_id: int,
+    dead_letter_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     principal: Annotated[Principal, allowed("event:*", "write")],
     kernel: KernelDep,
 ) -> dict[str, Any]:

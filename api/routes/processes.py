@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from kernos.api.deps import CurrentPrincipal, ProcessesDep, allowed
-from kernos.api.schemas import ProcessList, ProcessPublic, SignalRequest
+from kernos.api.schemas import MAX_ID, ProcessList, ProcessPublic, SignalRequest
 from kernos.kernel.identity import Principal
 from kernos.kernel.processes import ProcessState
 
@@ -25,7 +25,8 @@ async def list_processes(
     agent: Annotated[str | None, Query(max_length=64, description="Only this agent's.")] = None,
     owner: Annotated[str | None, Query(max_length=63, description="Only this owner's.")] = None,
     before: Annotated[
-        int | None, Query(ge=1, description="Cursor: only pids below this (from `next`).")
+        int | None,
+        Query(ge=1, le=MAX_ID, description="Cursor: only pids below this (from `next`)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most processes returned.")] = 100,
 ) -> ProcessList:
@@ -51,7 +52,7 @@ async def list_processes(
 
 @router.get("/{pid}", response_model=ProcessPublic, summary="Get a process")
 async def get_process(
-    pid: int,
+    pid: Annotated[int, Path(ge=1, le=MAX_ID)],
     principal: Annotated[Principal, allowed("process:*", "read")],
     processes: ProcessesDep,
 ) -> ProcessPublic:
@@ -62,7 +63,10 @@ async def get_process(
 
 @router.post("/{pid}/signal", response_model=ProcessPublic, summary="Signal a process")
 async def signal_process(
-    pid: int, body: SignalRequest, principal: CurrentPrincipal, processes: ProcessesDep
+    pid: Annotated[int, Path(ge=1, le=MAX_ID)],
+    body: SignalRequest,
+    principal: CurrentPrincipal,
+    processes: ProcessesDep,
 ) -> ProcessPublic:
     """Suspend, resume or kill (children too). Suspend and kill take effect at the next step
     boundary, so a running process may still show ``running``. Killing a finished process

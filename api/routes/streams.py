@@ -14,11 +14,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import StreamingResponse
 
 from kernos.api.deps import ProcessesDep, allowed
 from kernos.api.routes.audit import AuditLogDep
+from kernos.api.schemas import MAX_ID
 from kernos.kernel.identity import Principal
 from kernos.kernel.processes import TERMINAL
 from kernos.policy.audit import AuditLog
@@ -79,7 +80,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @router.get("/processes/{pid}/events", summary="Stream a process's events (SSE)")
 async def process_events(
-    pid: int,
+    pid: Annotated[int, Path(ge=1, le=MAX_ID)],
     request: Request,
     principal: Annotated[Principal, allowed("process:*", "read")],
     processes: ProcessesDep,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from kernos.api.deps import KernelDep, ProcessesDep, allowed
 from kernos.api.schemas import (
+    MAX_ID,
     WebhookDeliveryList,
     WebhookDeliveryPublic,
     WebhookSecret,
@@ -40,7 +41,7 @@ async def get_secret(
     tags=["processes"],
 )
 async def list_deliveries(
-    pid: int,
+    pid: Annotated[int, Path(ge=1, le=MAX_ID)],
     principal: Annotated[Principal, allowed("process:*", "read")],
     processes: ProcessesDep,
     kernel: KernelDep,
