@@ -25,7 +25,7 @@ _bearer = HTTPBearer(
 )
 
 
-def get_kernel(request: Request) -> Kernel:
+async def get_kernel(request: Request) -> Kernel:
     """The kernel this app serves."""
     kernel: Kernel = request.app.state.kernel
     return kernel
@@ -35,7 +35,7 @@ KernelDep = Annotated[Kernel, Depends(get_kernel)]
 """The kernel this app serves."""
 
 
-def get_processes(kernel: KernelDep) -> ProcessManager:
+async def get_processes(kernel: KernelDep) -> ProcessManager:
     """The kernel's process manager (503 problem while the kernel is not running)."""
     return kernel.processes
 

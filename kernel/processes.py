@@ -208,14 +208,15 @@ class ProcessManager:
 
     async def get(self, pid: int, *, tenant: str | None = None) -> ProcessInfo:
         """The process ``pid`` (``NotFound`` if missing or in another tenant than ``tenant``)."""
-        async with self._db.read() as session:
-            found = (
-                await session.execute(
-                    select(ProcessRow, TenantRow.name)
-                    .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
-                    .where(ProcessRow.pid == pid)
-                )
+
+        def job(session: Session) -> Any:
+            return session.execute(
+                select(ProcessRow, TenantRow.name)
+                .join(TenantRow, TenantRow.id == ProcessRow.tenant_id)
+                .where(ProcessRow.pid == pid)
             ).first()
+
+        found = await self._db.query(job)
         if found is None or (tenant is not None and found[1] != tenant):
             raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
         return process_info(found[0], found[1])

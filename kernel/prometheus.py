@@ -68,7 +68,7 @@ def families(
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 name = metric_name(metric.name, metric.unit)
-                points = [
+                points: list[Any] = [
                     p for p in metric.data.data_points if keep is None or keep(p.attributes or {})
                 ]
                 if isinstance(metric.data, Histogram):

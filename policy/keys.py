@@ -242,8 +242,7 @@ class KeyStore:
             .join(TenantRow, TenantRow.id == PrincipalRow.tenant_id)
             .where(ApiKeyRow.digest == digest(token))
         )
-        async with self._db.read() as session:
-            found = (await session.execute(query)).first()
+        found = await self._db.query(lambda session: session.execute(query).first())
         if found is None:
             return None
         if found.revoked_at is not None:

@@ -22,7 +22,7 @@ from kernos.policy.audit.query import MAX_PAGE
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def get_audit_log(request: Request, kernel: KernelDep) -> AuditLog:
+async def get_audit_log(request: Request, kernel: KernelDep) -> AuditLog:
     """The kernel's audit log (one per app, so checkpoints are made one at a time)."""
     log: AuditLog | None = getattr(request.app.state, "audit_log", None)
     if log is None:

@@ -16,7 +16,7 @@ from kernos.kernel.registry import ModelRegistry
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def get_models(kernel: KernelDep) -> ModelRegistry:
+async def get_models(kernel: KernelDep) -> ModelRegistry:
     """The kernel's model registry."""
     return kernel.models
 

@@ -1,19 +1,23 @@
 """The kernel database: engines for the writer and for readers.
 
 All writes go through ``Database.write`` (the single writer, group commit); readers use
-their own pooled connections through ``Database.read``. SQLite runs in WAL mode so readers
-never block the writer.
+their own pooled connections through ``Database.read`` (an async session), or run a short
+synchronous read job in one hop to a reader thread through ``Database.query``. SQLite runs in
+WAL mode so readers never block the writer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
 from kernos.kernel.errors import StorageError
 from kernos.kernel.settings import Settings
@@ -23,9 +27,14 @@ from kernos.kernel.telemetry import Telemetry
 
 T = TypeVar("T")
 
+_QUERY_THREADS = 4
+"""Reader threads (and connections) for ``Database.query`` jobs."""
 
-def _postgres_read_only(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _postgres_read_only(engine: AsyncEngine | Engine) -> None:
+    target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Readers must never write behind the single writer's back.
         cursor = dbapi_connection.cursor()
@@ -69,6 +78,8 @@ class Database:
         self._telemetry = telemetry
         self._reader: AsyncEngine | None = None
         self._writer_engine: Engine | None = None
+        self._query_engine: Engine | None = None
+        self._query_pool: ThreadPoolExecutor | None = None
         self._writer: Writer | None = None
         self._participants: tuple[TransactionParticipant, ...] = ()
 
@@ -114,6 +125,29 @@ class Database:
                 self.url, pool_size=5, max_overflow=5, pool_pre_ping=True, hide_parameters=True
             )
             _postgres_read_only(self._reader)
+        # Read jobs (``query``): a synchronous read-only engine whose whole job runs in one
+        # hop to a small thread pool — an async session pays a thread hop per statement,
+        # fetch and transaction step with aiosqlite, several per point read.
+        self._query_engine = create_engine(
+            writer_url,
+            pool_size=_QUERY_THREADS,
+            max_overflow=0,
+            hide_parameters=True,
+            **(
+                {"connect_args": {"check_same_thread": False}}
+                if self.dialect == "sqlite"
+                else {"pool_pre_ping": True}
+            ),
+        )
+        if self.dialect == "sqlite":
+            _sqlite_pragmas(
+                self._query_engine, synchronous=self._settings.sqlite_synchronous, writer=False
+            )
+        else:
+            _postgres_read_only(self._query_engine)
+        self._query_pool = ThreadPoolExecutor(
+            max_workers=_QUERY_THREADS, thread_name_prefix="kernos-read"
+        )
         self._writer = Writer(
             self._writer_engine,
             max_batch=self._settings.writer_max_batch,
@@ -130,8 +164,13 @@ class Database:
             self._writer_engine.dispose()
         if self._reader is not None:
             await self._reader.dispose()
+        if self._query_pool is not None:
+            self._query_pool.shutdown(wait=True)
+        if self._query_engine is not None:
+            self._query_engine.dispose()
         self._writer = None
         self._writer_engine = self._reader = None
+        self._query_engine, self._query_pool = None, None
 
     def add_participant(self, participant: TransactionParticipant) -> Callable[[], None]:
         """Have ``participant`` follow every write transaction (see ``TransactionParticipant``).
@@ -166,6 +205,23 @@ class Database:
             raise StorageError("the database is not open; start the kernel first")
         async with AsyncSession(self._reader, expire_on_commit=False) as session:
             yield session
+
+    async def query(self, job: Callable[[Session], T]) -> T:
+        """Run the read job ``job(session)`` on a read-only connection in one hop to a reader
+        thread; return its result. For short reads on hot paths (a point look-up per API
+        request): the job must not write, and should not block for long (the pool is small).
+        """
+        engine, pool = self._query_engine, self._query_pool
+        if engine is None or pool is None:
+            raise StorageError("the database is not open; start the kernel first")
+
+        def run() -> T:
+            # Closing (not rolling back) keeps loaded rows usable: the connection's pool
+            # rolls the read transaction back when it takes the connection back.
+            with Session(engine, expire_on_commit=False) as session:
+                return job(session)
+
+        return await asyncio.get_running_loop().run_in_executor(pool, run)
 
     @property
     def writer_stats(self) -> WriterStats:
