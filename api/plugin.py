@@ -53,7 +53,11 @@ async def on_startup(kernel: Kernel) -> None:
 
     settings = kernel.settings
     server = ApiServer(
-        create_app(kernel, authenticators=[token]), host=settings.api_host, port=settings.api_port
+        create_app(kernel, authenticators=[token]),
+        host=settings.api_host,
+        port=settings.api_port,
+        tls_cert=settings.api_tls_cert,
+        tls_key=settings.api_tls_key,
     )
     await server.start()
     _servers[kernel] = server

@@ -11,12 +11,14 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
-from kernos.kernel.errors import KernelUnavailable, KernosError
+from kernos.kernel.errors import ConfigError, KernelUnavailable, KernosError
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +70,23 @@ def bind(host: str, port: int) -> socket.socket:
 class ApiServer:
     """An app served by uvicorn as a task on the running loop."""
 
-    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        *,
+        host: str,
+        port: int,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.scheme = "https" if tls_cert is not None else "http"
         self._config = uvicorn.Config(
             app,
+            ssl_certfile=None if tls_cert is None else str(tls_cert),
+            ssl_keyfile=None if tls_key is None else str(tls_key),
             log_level="warning",
             log_config=None,  # keep the kernel's logging setup; uvicorn's loggers propagate
             lifespan="off",
@@ -86,10 +99,18 @@ class ApiServer:
     def url(self) -> str:
         """Base URL clients use."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Bind, start serving, and return once uvicorn accepts connections."""
+        if self._config.ssl_certfile is not None:
+            try:
+                self._config.load()  # reads the certificate and key now: a clear error early
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"cannot serve HTTPS with {self._config.ssl_certfile} and "
+                    f"{self._config.ssl_keyfile}: {exc}; check KERNOS_API_TLS_CERT/KEY"
+                ) from None
         sock = bind(self.host, self.port)
         self._task = asyncio.create_task(self._serve(sock), name="kernos-api")
         while not self._server.started:

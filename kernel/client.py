@@ -7,7 +7,9 @@ the problem's ``type``, so the CLI exits with the same status a local call would
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -53,7 +55,17 @@ def base_url_for(settings: Settings) -> str:
     host = wildcards.get(settings.api_host, settings.api_host)
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.api_port}"
+    scheme = "https" if settings.api_tls_cert is not None else "http"
+    return f"{scheme}://{host}:{settings.api_port}"
+
+
+def tls_context(cert: Path) -> ssl.SSLContext:
+    """Verification that trusts ``cert`` itself (a self-signed certificate, or the server's
+    own chain) as well as the system's roots."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(cert))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def error_from_problem(status: int, body: Any) -> KernosError:
@@ -81,6 +93,7 @@ class KernosClient:
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Accept": "application/json"}
@@ -88,13 +101,22 @@ class KernosClient:
             headers["Authorization"] = f"Bearer {token}"
         self._timeout = timeout
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, token: str | None = None) -> KernosClient:
         """A client of the kernel ``settings`` describe, with its home's admin token by default."""
-        return cls(base_url_for(settings), token=token or read_admin_token(settings.home))
+        cert = settings.api_tls_cert
+        return cls(
+            base_url_for(settings),
+            token=token or read_admin_token(settings.home),
+            verify=True if cert is None else tls_context(cert),
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

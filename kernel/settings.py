@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8787, ge=1, le=65535)
     """TCP port the API listens on."""
 
+    api_tls_cert: Path | None = None
+    """PEM certificate (chain) to serve the API over HTTPS; needs ``api_tls_key``. Clients
+    built from these settings (the CLI) trust it, so a self-signed certificate works locally."""
+
+    api_tls_key: Path | None = None
+    """PEM private key of ``api_tls_cert``."""
+
     llm_base_url: str | None = None
     """Base URL of an OpenAI-compatible LLM server (``…/v1``)."""
 
@@ -195,6 +202,24 @@ class Settings(BaseSettings):
                 "whoever can write the database"
             )
         return str(path)
+
+    @field_validator("api_tls_key", mode="after")
+    @classmethod
+    def _tls_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        cert = info.data.get("api_tls_cert")
+        if (value is None) != (cert is None):
+            raise ValueError(
+                "set both KERNOS_API_TLS_CERT and KERNOS_API_TLS_KEY for HTTPS, or neither"
+            )
+        for path in (cert, value):
+            if path is not None and not path.expanduser().is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("api_tls_cert", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
 
     @field_validator("database_url", mode="after")
     @classmethod
