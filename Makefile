@@ -46,7 +46,10 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
+# .venv-llm: torch (CPU) + transformers serve, the real LLM server of the backend tests;
+# created once (under a minute), then a no-op until scripts/llm-requirements.txt changes.
 pytest: install
+	scripts/llm_server.sh setup
 	scripts/services.sh run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 check: lint typecheck contracts pytest

@@ -17,6 +17,7 @@ from kernos.api.routes import (
     events,
     health,
     keys,
+    memory,
     metrics,
     models,
     openai,
@@ -66,6 +67,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(policy.router)
     app.include_router(audit.router)
     app.include_router(models.router)
+    app.include_router(memory.router)
     app.include_router(webhooks.router)
     return app
 

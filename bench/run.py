@@ -34,6 +34,7 @@ SCRIPTS = (
     "audit",
     "redaction",
     "ingest",
+    "memory",
 )
 
 

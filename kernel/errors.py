@@ -108,6 +108,13 @@ class RateLimited(KernosError):
         self.retry_after = retry_after
 
 
+class BackendOverloaded(RateLimited):
+    """An LLM backend's wait queue is full (backpressure): retry after ``retry_after`` seconds,
+    or send less at once."""
+
+    code = "backend_overloaded"
+
+
 class BudgetExceeded(KernosError):
     """A process or tenant has used up a budget (tokens, tool calls, wall time, cost)."""
 

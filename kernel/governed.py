@@ -24,17 +24,37 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, message_to_dict, messages_from_dict
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    message_chunk_to_message,
+    message_to_dict,
+    messages_from_dict,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from kernos.kernel.catalog import ToolSpec
-from kernos.kernel.errors import BudgetExceeded, KernosError, PolicyDenied
-from kernos.kernel.syscalls import ProcessRef, Syscall, SyscallKind, SyscallResult, Usage
+from kernos.kernel.errors import BackendUnavailable, BudgetExceeded, KernosError, PolicyDenied
+from kernos.kernel.llm import ChatResponse
+from kernos.kernel.llm_bridge import ai_message, chat_request, message_chunk
+from kernos.kernel.scheduling import LLMScheduler
+from kernos.kernel.syscalls import (
+    LLM_ACCOUNTED,
+    LLM_MAX_TOKENS,
+    LLM_TOKEN_ALLOWANCE,
+    ProcessRef,
+    Syscall,
+    SyscallKind,
+    SyscallResult,
+    Usage,
+)
 
 if TYPE_CHECKING:
+    from kernos.kernel.memory import MemoryService
     from kernos.kernel.syscalls import Pipeline
 
 CONFIG_KEY = "kernos"
@@ -62,6 +82,8 @@ class ProcessContext:
     pipeline: Pipeline
     emit: Emitter | None = None
     spawn: ChildSpawner | None = None
+    memory: MemoryService | None = None
+    """The kernel's long-term memory (``kernos.kernel.memory.memory_search`` and friends)."""
 
 
 def current_syscall() -> Syscall | None:
@@ -215,15 +237,28 @@ class KernelTool(BaseTool):
 class KernelChatModel(BaseChatModel):
     """A chat model, governed: each generation is an ``llm.chat`` syscall.
 
-    ``inner`` is any chat model (or a tool-bound one); the model issue adds the scheduler and
-    backends behind the same syscall.
+    Behind the syscall, either the LLM scheduler (``scheduler`` and ``backend`` set: the
+    request goes to that backend or its fallbacks with the process's priority, tenant and pid,
+    and the answer's tokens and cost are charged to the process) or ``inner``, any LangChain
+    chat model (scripted fakes in tests). On the scheduler path ``max_tokens`` (or a
+    ``max_tokens=`` call argument) is checked against the process's token budget before the
+    request is sent; without one, the reply is held to what the budget has left. With
+    ``streaming``, replies are streamed from the backend and each chunk reaches LangChain
+    callbacks (LangGraph's ``stream_mode="messages"``) as it arrives; the journal still
+    records the whole message once.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    inner: Runnable[Any, Any]
+    inner: Runnable[Any, Any] | None = None
     model_name: str = "default"
     bound_tools: list[Any] = Field(default_factory=list)
+    tool_choice: Any = None
+    scheduler: LLMScheduler | None = Field(default=None, exclude=True)
+    backend: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    streaming: bool = False
 
     @property
     def _llm_type(self) -> str:
@@ -236,14 +271,18 @@ class KernelChatModel(BaseChatModel):
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools on the inner model; models that can't (scripted fakes) ignore them."""
+        """Bind tools: sent with each request on the scheduler path, bound on the inner model
+        otherwise (models that can't bind, such as scripted fakes, ignore them)."""
+        inner: Runnable[Any, Any] | None = self.inner
         try:
-            bind: Callable[..., Runnable[Any, Any]] = self.inner.bind_tools  # type: ignore[attr-defined]
+            bind: Callable[..., Runnable[Any, Any]] = self.inner.bind_tools  # type: ignore[union-attr]
             extra = {"tool_choice": tool_choice} if tool_choice is not None else {}
             inner = bind(tools, **extra, **kwargs)
         except (AttributeError, NotImplementedError):
-            inner = self.inner
-        return self.model_copy(update={"inner": inner, "bound_tools": list(tools)})
+            pass
+        return self.model_copy(
+            update={"inner": inner, "bound_tools": list(tools), "tool_choice": tool_choice}
+        )
 
     def _generate(
         self,
@@ -265,18 +304,22 @@ class KernelChatModel(BaseChatModel):
         context = process_context(config)
         key = syscall_key(config, context.process.pid)
         inner = self.inner
+        attributes: dict[str, Any] = {LLM_MESSAGES: list(messages)}
+        if self.scheduler is not None:
+            wanted = kwargs.get("max_tokens", self.max_tokens)
+            if wanted is not None:
+                attributes[LLM_MAX_TOKENS] = int(wanted)
 
-        async def execute(call: Syscall) -> SyscallResult:
-            # What stages left of the messages (the redaction guard replaces secrets).
-            sent = call.attributes.get(LLM_MESSAGES, messages)
-            reply = await inner.ainvoke(sent, stop=stop, **kwargs)
-            if not isinstance(reply, BaseMessage):
-                reply = AIMessage(content=str(reply))
-            usage = Usage(llm_calls=1)
-            meta = getattr(reply, "usage_metadata", None) or {}
-            usage.input_tokens = int(meta.get("input_tokens", 0))
-            usage.output_tokens = int(meta.get("output_tokens", 0))
-            return SyscallResult(value=message_to_dict(reply), usage=usage)
+            async def execute(call: Syscall) -> SyscallResult:
+                return await self._scheduled(call, messages, stop, run_manager)
+        elif inner is None:
+            raise BackendUnavailable(
+                "this chat model has neither an LLM scheduler backend nor an inner model"
+            )
+        else:
+
+            async def execute(call: Syscall) -> SyscallResult:
+                return await _inner_call(inner, call, messages, stop, kwargs)
 
         call = Syscall(
             key=key,
@@ -285,11 +328,92 @@ class KernelChatModel(BaseChatModel):
             args={"messages": len(messages)},
             process=context.process,
             executor=execute,
-            attributes={LLM_MESSAGES: list(messages)},
+            attributes=attributes,
         )
         result = await context.pipeline.run(call)
         [message] = messages_from_dict([result.value])
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _scheduled(
+        self,
+        call: Syscall,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+    ) -> SyscallResult:
+        """Send the call through the LLM scheduler; the answer and its usage and cost."""
+        scheduler, backend = self.scheduler, self.backend or "default"
+        assert scheduler is not None
+        sent = call.attributes.get(LLM_MESSAGES, messages)
+        max_tokens = call.attributes.get(LLM_MAX_TOKENS, call.attributes.get(LLM_TOKEN_ALLOWANCE))
+        request = chat_request(
+            sent,
+            tools=self.bound_tools,
+            tool_choice=self.tool_choice,
+            stop=stop,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+        )
+        process = call.process
+        where: dict[str, Any] = {
+            "backend": backend,
+            "priority": process.priority,
+            "tenant": process.tenant,
+            "pid": process.pid,
+        }
+        if self.streaming and run_manager is not None:
+            message_id = f"run-{run_manager.run_id}"
+            total: AIMessageChunk | None = None
+            async for piece in scheduler.stream(request, **where):
+                chunk = message_chunk(piece, message_id=message_id)
+                await run_manager.on_llm_new_token(
+                    piece.content, chunk=ChatGenerationChunk(message=chunk)
+                )
+                total = chunk if total is None else total + chunk
+            reply: BaseMessage = message_chunk_to_message(total or AIMessageChunk(content=""))
+            meta = getattr(reply, "usage_metadata", None) or {}
+            input_tokens = int(meta.get("input_tokens", 0))
+            output_tokens = int(meta.get("output_tokens", 0))
+            # A stream does not say which backend of the chain served it: priced as the first.
+            cost = scheduler.cost(
+                ChatResponse(
+                    message={},
+                    model="",
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    backend=backend,
+                )
+            )
+        else:
+            response = await scheduler.chat(request, **where)
+            reply = ai_message(response)
+            input_tokens, output_tokens = response.input_tokens, response.output_tokens
+            cost = scheduler.cost(response)
+        call.attributes[LLM_ACCOUNTED] = True
+        usage = Usage(
+            llm_calls=1, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost
+        )
+        return SyscallResult(value=message_to_dict(reply), usage=usage)
+
+
+async def _inner_call(
+    inner: Runnable[Any, Any],
+    call: Syscall,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    kwargs: dict[str, Any],
+) -> SyscallResult:
+    """Answer through a LangChain chat model (the path without the scheduler)."""
+    # What stages left of the messages (the redaction guard replaces secrets).
+    sent = call.attributes.get(LLM_MESSAGES, messages)
+    reply = await inner.ainvoke(sent, stop=stop, **kwargs)
+    if not isinstance(reply, BaseMessage):
+        reply = AIMessage(content=str(reply))
+    usage = Usage(llm_calls=1)
+    meta = getattr(reply, "usage_metadata", None) or {}
+    usage.input_tokens = int(meta.get("input_tokens", 0))
+    usage.output_tokens = int(meta.get("output_tokens", 0))
+    return SyscallResult(value=message_to_dict(reply), usage=usage)
 
 
 LLM_MESSAGES = "messages"

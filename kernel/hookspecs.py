@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from kernos.kernel.cli.lazy import LazyCommand
     from kernos.kernel.events import Trigger
     from kernos.kernel.kernel import Kernel
+    from kernos.kernel.llm import BackendKind
+    from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
 
 PROJECT = "kernos"
 """Pluggy project name and the entry-point group third-party plugins use."""
@@ -66,6 +68,24 @@ def register_model_checks(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_triggers(register: Callable[[Trigger], None]) -> None:
     """Map event patterns to agents the kernel spawns per event: ``register(Trigger(...))``."""
+
+
+@hookspec
+def register_llm_backends(register: Callable[[BackendKind], None]) -> None:
+    """Add kinds of LLM backend: ``register(BackendKind(name=..., build=...))``, where
+    ``build(config)`` returns an ``LLMBackend`` (kind names unique across plugins)."""
+
+
+@hookspec
+def register_memory_stores(register: Callable[[MemoryStoreSpec], None]) -> None:
+    """Add long-term memory stores: ``register(MemoryStoreSpec(name=..., build=...))``, where
+    ``build(settings, embedder)`` returns a ``MemoryStore``; ``KERNOS_MEMORY_STORE`` picks one."""
+
+
+@hookspec
+def register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
+    """Add text embedders: ``register(EmbedderSpec(name=..., build=...))``, where
+    ``build(settings)`` returns an ``Embedder``; ``KERNOS_MEMORY_EMBEDDER`` picks one."""
 
 
 # -- Lifecycle --------------------------------------------------------------------------------

@@ -42,9 +42,12 @@ from kernos.kernel.identity import (
     PrincipalKind,
 )
 from kernos.kernel.journal import JournalIndex, UsageBook
+from kernos.kernel.llm import build_backends, configured_backends
+from kernos.kernel.memory import MemoryService
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
 from kernos.kernel.registry import ModelRegistry
+from kernos.kernel.scheduling import LLMScheduler
 from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
     LocalAdminAuthorizer,
@@ -153,6 +156,9 @@ class Kernel:
         self._llm = llm
         self._processes: ProcessManager | None = None
         self._events: EventBus | None = None
+        self._memory: MemoryService | None = None
+        self._scheduler: LLMScheduler | None = None
+        self._default_backend: str | None = None
         self._lease: Lease = lease_for(settings.db_url)
         self._started_at: datetime | None = None
         self._started_mono = 0.0
@@ -197,6 +203,10 @@ class Kernel:
                 )
                 stages = await self._install_providers()
                 self.pipeline = self._build_pipeline(stages)
+                self._start_scheduler()
+                self._memory = MemoryService(
+                    self, stores=self.plugins.memory_stores(), embedders=self.plugins.embedders()
+                )
                 self._processes = ProcessManager(
                     self, KernosCheckpointSaver(self.db, on_checkpoint=self._on_checkpoint)
                 )
@@ -338,17 +348,53 @@ class Kernel:
         return self._events
 
     @property
+    def memory(self) -> MemoryService:
+        """Long-term memory (``KernelUnavailable`` before start)."""
+        if self._memory is None:
+            raise KernelUnavailable("the kernel is not running; start it first")
+        return self._memory
+
+    @property
     def processes(self) -> ProcessManager:
         """The process manager (``KernelUnavailable`` before start)."""
         if self._processes is None:
             raise KernelUnavailable("the kernel is not running; start it first")
         return self._processes
 
+    @property
+    def scheduler(self) -> LLMScheduler | None:
+        """The LLM scheduler over the configured backends (``None`` when none is configured)."""
+        return self._scheduler
+
+    def _start_scheduler(self) -> None:
+        """Build the configured LLM backends (``ConfigError`` naming what is wrong) and the
+        scheduler that dispatches ``llm.chat`` to them. Building opens no connection."""
+        configs = configured_backends(self.settings)
+        if not configs:
+            return
+        backends = build_backends(configs, self.plugins.llm_backend_kinds())
+        names_ = [c.name for c in configs]
+        self._default_backend = "default" if "default" in names_ else names_[0]
+        self._scheduler = LLMScheduler(backends, clock=self.clock, telemetry=self.telemetry)
+
     def chat_model(self) -> KernelChatModel:
-        """The governed chat model handed to agents."""
-        inner = self._llm if self._llm is not None else RunnableLambda(_no_backend)
-        name = self.settings.llm_model or ("scripted" if self._llm is not None else "none")
-        return KernelChatModel(inner=inner, model_name=name)
+        """The governed chat model handed to agents: an injected model (``llm=``, tests), else
+        the scheduler's ``default`` backend (or the first configured), else one that explains
+        how to configure a backend when called."""
+        if self._llm is not None:
+            return KernelChatModel(
+                inner=self._llm, model_name=self.settings.llm_model or "scripted"
+            )
+        if self._scheduler is not None and self._default_backend is not None:
+            config = next(
+                c for c in configured_backends(self.settings) if c.name == self._default_backend
+            )
+            return KernelChatModel(
+                scheduler=self._scheduler,
+                backend=self._default_backend,
+                model_name=config.model or self._default_backend,
+            )
+        return KernelChatModel(inner=RunnableLambda(_no_backend), model_name="none")
 
     async def stop(self) -> None:
         """Stop driving processes, run ``on_shutdown`` hooks, commit writes, release the lease."""
@@ -365,6 +411,12 @@ class Kernel:
 
     async def _teardown(self) -> None:
         self._running = False
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            await scheduler.aclose()
+        if self._memory is not None:
+            memory, self._memory = self._memory, None
+            await memory.close()
         if self._events is not None:
             await self._events.stop()
         if self._lease_watch is not None:

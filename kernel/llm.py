@@ -10,13 +10,16 @@ exchange reads the same as a live one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from kernos.kernel.errors import BackendError
+from kernos.kernel.errors import BackendError, ConfigError
+
+if TYPE_CHECKING:
+    from kernos.kernel.settings import Settings
 
 __all__ = [
     "BackendConfig",
@@ -27,11 +30,17 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "LLMBackend",
+    "build_backends",
+    "check_backends",
+    "configured_backends",
 ]
+
+DEFAULT_BACKEND = "default"
+"""Name of the backend the ``KERNOS_LLM_*`` variables configure."""
 
 
 class BackendConfig(BaseModel):
-    """One configured backend (``[[llm.backends]]`` in ``kernos.toml``, or the ``KERNOS_LLM_*``
+    """One configured backend (``[[llm_backends]]`` in ``kernos.toml``, or the ``KERNOS_LLM_*``
     variables, which make one named ``default``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -169,3 +178,91 @@ class BackendKind:
     build: Callable[[BackendConfig], LLMBackend]
     description: str = ""
     plugin: str = ""
+
+
+def configured_backends(settings: Settings) -> list[BackendConfig]:
+    """The backends ``settings`` configure: ``[[llm_backends]]`` from ``kernos.toml``, plus one
+    ``openai_compat`` backend named ``default`` when ``KERNOS_LLM_BASE_URL`` is set (with
+    ``KERNOS_LLM_MODEL`` and ``KERNOS_LLM_API_KEY``).
+
+    Raises ``ConfigError`` when the variables are set without a base URL, or when a configured
+    backend is already named ``default``.
+    """
+    configs = list(settings.llm_backends)
+    if settings.llm_base_url is None:
+        if settings.llm_model is not None or settings.llm_api_key is not None:
+            raise ConfigError(
+                "KERNOS_LLM_MODEL or KERNOS_LLM_API_KEY is set but KERNOS_LLM_BASE_URL is not; "
+                "set the server's base URL (http://host:port/v1) too"
+            )
+        return configs
+    if any(c.name == DEFAULT_BACKEND for c in configs):
+        raise ConfigError(
+            f"KERNOS_LLM_BASE_URL configures a backend named {DEFAULT_BACKEND!r}, and "
+            f"llm_backends in kernos.toml has one too; rename that one or unset the variable"
+        )
+    configs.append(
+        BackendConfig(
+            name=DEFAULT_BACKEND,
+            kind="openai_compat",
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+        )
+    )
+    return configs
+
+
+def check_backends(configs: Iterable[BackendConfig], kinds: Mapping[str, BackendKind]) -> None:
+    """Refuse a set of backend configurations before anything is built.
+
+    Raises ``ConfigError`` for a duplicate name, an unknown kind (naming the known ones) or a
+    fallback that names no configured backend (or the backend itself).
+    """
+    configs = list(configs)
+    names: set[str] = set()
+    for config in configs:
+        if config.name in names:
+            raise ConfigError(f"llm_backends: two backends are named {config.name!r}")
+        names.add(config.name)
+    for config in configs:
+        if config.kind not in kinds:
+            known = ", ".join(sorted(kinds)) or "none (no plugin registers one)"
+            raise ConfigError(
+                f"llm_backends: backend {config.name!r} has unknown kind {config.kind!r}; "
+                f"known kinds: {known}"
+            )
+        for other in config.fallback:
+            if other == config.name or other not in names:
+                what = "itself" if other == config.name else "no configured backend"
+                raise ConfigError(
+                    f"llm_backends: backend {config.name!r} falls back to {other!r}, which is "
+                    f"{what}; configured: {', '.join(sorted(names))}"
+                )
+
+
+def build_backends(
+    configs: Iterable[BackendConfig], kinds: Mapping[str, BackendKind]
+) -> dict[str, LLMBackend]:
+    """Build one ``LLMBackend`` per configuration, by name, after ``check_backends``.
+
+    Raises ``ConfigError`` as ``check_backends`` does, or when a kind's ``build`` refuses its
+    configuration or fails (its message is kept, naming the backend). Backends built before
+    the failure hold no connections yet, so nothing needs closing.
+    """
+    configs = list(configs)
+    check_backends(configs, kinds)
+    built: dict[str, LLMBackend] = {}
+    for config in configs:
+        try:
+            built[config.name] = kinds[config.kind].build(config)
+        except ConfigError as exc:
+            named = repr(config.name) in exc.message
+            prefix = "llm_backends: " + ("" if named else f"backend {config.name!r}: ")
+            raise ConfigError(prefix + exc.message) from None
+        except Exception as exc:
+            raise ConfigError(
+                f"llm_backends: backend {config.name!r} (kind {config.kind!r}) could not be "
+                f"built: {type(exc).__name__}: {exc}"
+            ) from exc
+    return built

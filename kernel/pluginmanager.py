@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from kernos.kernel.cli.lazy import LazyCommand
     from kernos.kernel.events import Trigger
     from kernos.kernel.kernel import Kernel
+    from kernos.kernel.llm import BackendKind
+    from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
     from kernos.kernel.syscalls import Provider, Stage
 
 log = logging.getLogger(__name__)
@@ -241,7 +244,12 @@ class PluginManager:
 
     @staticmethod
     def _tag(item: Any, plugin: str) -> Any:
-        if isinstance(item, ToolSpec | AgentSpec):
+        # kernos.kernel.llm (pydantic) is imported only once something needs backends, and
+        # `kernos --help` collects commands through here: look, don't import.
+        llm = sys.modules.get("kernos.kernel.llm")
+        if isinstance(item, ToolSpec | AgentSpec) or (
+            llm is not None and isinstance(item, llm.BackendKind)
+        ):
             return _replace_plugin(item, plugin)
         return item
 
@@ -428,6 +436,68 @@ class PluginManager:
         failed = {i.name for i in self._infos.values() if i.status == "failed"}
         return [t for t in found if t.plugin not in failed]
 
+    def llm_backend_kinds(self) -> dict[str, BackendKind]:
+        """Collect the LLM backend kinds plugins register, by name (unique across plugins),
+        each tagged with its plugin."""
+        from kernos.kernel.llm import BackendKind
+
+        found: dict[str, BackendKind] = {}
+        batch: list[BackendKind] = []  # the kinds of the plugin being checked
+
+        def check(item: Any) -> None:
+            if not isinstance(item, BackendKind):
+                raise InvalidInput(
+                    f"register_llm_backends expects BackendKind, got {type(item).__name__}"
+                )
+            if not callable(item.build):
+                raise InvalidInput(f"backend kind {item.name!r} has no callable build")
+            if batch and batch[0].plugin != item.plugin:
+                batch.clear()
+            owner = found.get(item.name) or next((k for k in batch if k.name == item.name), None)
+            if owner is not None:
+                raise DuplicateRegistration(
+                    f"LLM backend kind {item.name!r} is already registered by {owner.plugin!r}"
+                )
+            batch.append(item)
+
+        def add(plugin: str, item: BackendKind) -> None:
+            found[item.name] = item
+
+        self._collect("register_llm_backends", add, check)
+        # A plugin that failed in any hook is out entirely, with the kinds it gave.
+        failed = {i.name for i in self._infos.values() if i.status == "failed"}
+        return {name: kind for name, kind in found.items() if kind.plugin not in failed}
+
+    def memory_stores(self) -> list[MemoryStoreSpec]:
+        """Collect the memory stores plugins register (names unique), tagged with their plugin."""
+        from kernos.kernel.memory import MemoryStoreSpec
+
+        return self._named_specs("register_memory_stores", MemoryStoreSpec)
+
+    def embedders(self) -> list[EmbedderSpec]:
+        """Collect the embedders plugins register (names unique), tagged with their plugin."""
+        from kernos.kernel.memory import EmbedderSpec
+
+        return self._named_specs("register_embedders", EmbedderSpec)
+
+    def _named_specs(self, hook_name: str, kind: type[Any]) -> list[Any]:
+        from dataclasses import replace
+
+        found: list[Any] = []
+
+        def check(item: Any) -> None:
+            if not isinstance(item, kind) or not callable(item.build):
+                raise InvalidInput(f"{hook_name} expects {kind.__name__}, got {item!r}")
+            if any(spec.name == item.name for spec in found):
+                raise DuplicateRegistration(f"{kind.__name__} {item.name!r} registered twice")
+
+        def add(plugin: str, item: Any) -> None:
+            found.append(replace(item, plugin=plugin))
+
+        self._collect(hook_name, add, check)
+        failed = {i.name for i in self._infos.values() if i.status == "failed"}
+        return [spec for spec in found if spec.plugin not in failed]
+
     async def startup(self, kernel: Kernel) -> None:
         """Run every plugin's ``on_startup`` in registration order."""
         await self._lifecycle("on_startup", kernel)
@@ -472,7 +542,9 @@ class PluginManager:
         return info
 
 
-def _replace_plugin(item: ToolSpec | AgentSpec, plugin: str) -> ToolSpec | AgentSpec:
+def _replace_plugin(
+    item: ToolSpec | AgentSpec | BackendKind, plugin: str
+) -> ToolSpec | AgentSpec | BackendKind:
     from dataclasses import replace
 
     return replace(item, plugin=plugin)

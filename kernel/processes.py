@@ -501,6 +501,7 @@ class ProcessManager:
             budgets=info.budgets,
             ancestors=tuple(ancestors),
             asked=asked,
+            priority=info.priority,
         )
 
     async def _principal(self, tenant: str, name: str) -> Principal:
@@ -585,6 +586,7 @@ class ProcessManager:
                     pipeline=self._kernel.pipeline,
                     emit=self._emit,
                     spawn=self._spawn_child,
+                    memory=self._kernel.memory,
                 ),
             },
             "recursion_limit": 1000,

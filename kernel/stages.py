@@ -33,6 +33,9 @@ from kernos.kernel.storage.models import (
     TenantRow,
 )
 from kernos.kernel.syscalls import (
+    LLM_ACCOUNTED,
+    LLM_MAX_TOKENS,
+    LLM_TOKEN_ALLOWANCE,
     AuditRecord,
     AuditSink,
     Authorizer,
@@ -283,12 +286,20 @@ class AuthorizeStage(Stage):
 
 
 class BudgetStage(Stage):
-    """Refuses a call once the process's budget is spent (audited ``BudgetExceeded``)."""
+    """Refuses a call once the process's budget is spent (audited ``BudgetExceeded``).
+
+    An ``llm.chat`` call is checked before it is sent: one asking for more ``max_tokens``
+    (``LLM_MAX_TOKENS``) than the process's token budget has left — counting what its other
+    calls in flight asked for — is refused; one without ``max_tokens`` gets the remainder as
+    its allowance (``LLM_TOKEN_ALLOWANCE``). What the call really used is charged afterwards
+    (journal stage, from ``SyscallResult.usage``).
+    """
 
     name = "budget"
 
     def __init__(self, services: StageServices) -> None:
         self._s = services
+        self._held_tokens: dict[int, int] = {}  # max_tokens of each process's calls in flight
 
     async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
         pid = call.process.pid
@@ -315,6 +326,21 @@ class BudgetStage(Stage):
                     "max_tool_calls",
                     f"used {before} of {budgets.max_tool_calls} tool calls",
                 )
+        held = 0
+        if problem is None and call.kind is SyscallKind.LLM_CHAT and budgets.max_tokens:
+            remaining = budgets.max_tokens - used.tokens - self._held_tokens.get(pid, 0)
+            wanted = call.attributes.get(LLM_MAX_TOKENS)
+            if wanted is not None and int(wanted) > remaining:
+                problem = (
+                    "max_tokens",
+                    f"the model call asks for up to {int(wanted)} tokens; "
+                    f"{max(remaining, 0)} of {budgets.max_tokens} remain",
+                )
+            elif wanted is not None:
+                held = int(wanted)
+                self._held_tokens[pid] = self._held_tokens.get(pid, 0) + held
+            else:
+                call.attributes[LLM_TOKEN_ALLOWANCE] = max(remaining, 0)
         if problem is not None:
             if reserved:
                 self._s.usage.release_tool_call(pid)
@@ -333,6 +359,12 @@ class BudgetStage(Stage):
         finally:
             if reserved:
                 self._s.usage.release_tool_call(pid)
+            if held:
+                left = self._held_tokens.get(pid, 0) - held
+                if left > 0:
+                    self._held_tokens[pid] = left
+                else:
+                    self._held_tokens.pop(pid, None)
 
 
 class ApprovalStage(Stage):
@@ -589,10 +621,14 @@ class ExecuteStage(Stage):
                 span.set_attribute("gen_ai.request.model", call.target)
             result = await asyncio.wait_for(call.executor(call), timeout)
             attrs = {"gen_ai.operation.name": operation or ""}
-            self._gen_ai_duration.record(time.perf_counter() - started, attrs)
+            # The LLM scheduler records its calls itself, with backend, tenant and process.
+            accounted = bool(call.attributes.get(LLM_ACCOUNTED))
+            if not accounted:
+                self._gen_ai_duration.record(time.perf_counter() - started, attrs)
             if call.kind is SyscallKind.LLM_CHAT:
                 span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
+            if call.kind is SyscallKind.LLM_CHAT and not accounted:
                 self._tokens.record(
                     result.usage.input_tokens, {**attrs, "gen_ai.token.type": "input"}
                 )

@@ -83,6 +83,8 @@ class ProcessRef:
     """Keys of this process's syscalls that asked a human in an earlier run: they interrupt
     again when re-run (keeping LangGraph's interrupt indexes aligned), whatever the policy
     says now."""
+    priority: int = 0
+    """The process's scheduling priority (higher goes first; the LLM scheduler ages it)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -162,6 +164,17 @@ class Syscall:
             or self.approval is not None
             or self.key in self.process.asked
         )
+
+
+LLM_MAX_TOKENS = "max_tokens"
+"""``Syscall.attributes`` key of an ``llm.chat`` call's requested ``max_tokens``: the budget
+stage refuses the call when it asks for more than the process's remaining token budget."""
+LLM_TOKEN_ALLOWANCE = "token_allowance"  # noqa: S105 - a dict key, not a secret
+"""``Syscall.attributes`` key the budget stage sets on an ``llm.chat`` call without
+``max_tokens`` when the process has a token budget: the most the reply may use."""
+LLM_ACCOUNTED = "llm_accounted"
+"""``Syscall.attributes`` flag an ``llm.chat`` executor sets when the LLM scheduler already
+recorded the call's GenAI metrics (the execute stage then leaves them alone)."""
 
 
 Proceed = Callable[[Syscall], Awaitable[SyscallResult]]

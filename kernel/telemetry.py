@@ -67,6 +67,7 @@ ATTR_SYSCALL_KIND = "kernos.syscall.kind"
 ATTR_AGENT = "kernos.agent.name"
 ATTR_DECISION = "kernos.decision"
 ATTR_BATCH_SIZE = "kernos.storage.batch_size"
+ATTR_BACKEND = "kernos.backend"
 
 
 # -- Metrics ---------------------------------------------------------------------------------
@@ -129,6 +130,22 @@ SCHEDULER_INFLIGHT = MetricSpec(
     unit="{request}",
     description="LLM requests running on a backend, by backend.",
 )
+SCHEDULER_QUEUE_WAIT = MetricSpec(
+    name="kernos.scheduler.queue_wait",
+    kind="histogram",
+    unit="s",
+    description="Time an LLM request waited for a backend slot, by backend and tenant.",
+    boundaries=_SECONDS,
+)
+SCHEDULER_ATTEMPTS = MetricSpec(
+    name="kernos.scheduler.attempts",
+    kind="counter",
+    unit="{attempt}",
+    description=(
+        "LLM request attempts by backend and outcome (ok, error, retryable, timeout, "
+        "breaker_open, overloaded)."
+    ),
+)
 BREAKER_STATE = MetricSpec(
     name="kernos.breaker.state",
     kind="gauge",
@@ -175,6 +192,8 @@ METRICS: tuple[MetricSpec, ...] = (
     SYSCALLS,
     SCHEDULER_QUEUE_DEPTH,
     SCHEDULER_INFLIGHT,
+    SCHEDULER_QUEUE_WAIT,
+    SCHEDULER_ATTEMPTS,
     BREAKER_STATE,
     INFERENCE_COST,
     PROCESSES,

@@ -1,4 +1,7 @@
-"""Long-term semantic memory (ChromaDB), offline embeddings, retention and context management.
+"""Long-term semantic memory: ChromaDB stores and offline embeddings, as a built-in plugin.
 
-This area is built by its own issue; see ARCHITECTURE.md §1 for what lives here.
+The kernel defines the interfaces (``kernos.kernel.memory``); this package implements them:
+``chroma`` (embedded ``PersistentClient`` in ``KERNOS_HOME/memory`` or a Chroma server),
+``minilm`` (all-MiniLM-L6-v2 on onnxruntime, never downloading anything) and ``openai`` (any
+OpenAI-compatible ``/v1/embeddings`` server). Retention and context management come later.
 """

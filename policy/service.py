@@ -181,10 +181,18 @@ def policy_services(kernel: Kernel) -> PolicyServices:
 
 def agent_manifest(kernel: Kernel) -> Callable[[str], frozenset[tuple[str, str]] | None]:
     """What an agent may do when the policy says nothing about it: its declared tools, the
-    model, asking a human, emitting events and spawning children (each still needs the
-    owner's grant too). Built once per agent spec: it is asked on every syscall."""
+    model, asking a human, emitting events, spawning children and using long-term memory
+    (each still needs the owner's grant too). Built once per agent spec: it is asked on
+    every syscall."""
     common = frozenset(
-        {("model:*", "call"), ("approval:*", "write"), ("event:*", "write"), ("agent:*", "spawn")}
+        {
+            ("model:*", "call"),
+            ("approval:*", "write"),
+            ("event:*", "write"),
+            ("agent:*", "spawn"),
+            ("memory:*", "read"),
+            ("memory:*", "write"),
+        }
     )
     built: dict[str, tuple[AgentSpec, frozenset[tuple[str, str]]]] = {}
 

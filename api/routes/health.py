@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -9,6 +11,8 @@ from sqlalchemy import text
 from kernos.api.deps import KernelDep
 from kernos.api.schemas import Health
 from kernos.kernel.errors import KernelUnavailable
+from kernos.kernel.kernel import Kernel
+from kernos.kernel.llm import LLMBackend
 
 router = APIRouter(tags=["health"])
 
@@ -33,9 +37,10 @@ class Readiness(BaseModel):
     responses={503: {"description": "Not ready: a problem naming the failed checks."}},
 )
 async def readyz(kernel: KernelDep) -> Readiness:
-    """``ready`` when the kernel runs, its database answers a read and its syscall pipeline
-    (policy included) is built;
-    otherwise a 503 problem naming what failed (no token needed)."""
+    """``ready`` when the kernel runs, its database answers a read, its syscall pipeline
+    (policy included) is built and, when LLM backends are configured, at least one of them is
+    healthy (each is listed as ``llm:NAME``); otherwise a 503 problem naming what failed (no
+    token needed)."""
     checks: dict[str, str] = {}
     checks["kernel"] = "ok" if kernel.running else "not running"
     try:
@@ -45,9 +50,37 @@ async def readyz(kernel: KernelDep) -> Readiness:
     except Exception as exc:  # any failure to read is "not ready", reported, never raised
         checks["database"] = f"failed: {type(exc).__name__}"
     checks["pipeline"] = "ok" if kernel.pipeline.names else "not built"
-    failed = {name: state for name, state in checks.items() if state != "ok"}
+    llm = await _backend_checks(kernel)
+    checks.update(llm)
+    failed = {name: state for name, state in checks.items() if state != "ok" and name not in llm}
+    if llm and all(state != "ok" for state in llm.values()):
+        failed.update(llm)  # ready while any backend answers: the others may fall back to it
     if failed:
         raise KernelUnavailable(
             "not ready: " + ", ".join(f"{name} {state}" for name, state in failed.items())
         )
     return Readiness(status="ready", checks=checks)
+
+
+BACKEND_CHECK_SECONDS = 2.0
+"""How long ``/readyz`` waits for each LLM backend's health check."""
+
+
+async def _backend_checks(kernel: Kernel) -> dict[str, str]:
+    """``llm:NAME`` → ``ok`` or why not, checked concurrently (empty without backends)."""
+    scheduler = kernel.scheduler
+    if scheduler is None:
+        return {}
+    backends = scheduler.backends
+
+    async def check(backend: LLMBackend) -> str:
+        try:
+            await asyncio.wait_for(backend.health(), BACKEND_CHECK_SECONDS)
+        except TimeoutError:
+            return f"failed: no answer within {BACKEND_CHECK_SECONDS:g} s"
+        except Exception as exc:  # reported, never raised
+            return f"failed: {type(exc).__name__}"
+        return "ok"
+
+    states = await asyncio.gather(*(check(b) for b in backends.values()))
+    return {f"llm:{name}": state for name, state in zip(backends, states, strict=True)}

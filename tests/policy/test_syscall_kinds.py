@@ -21,6 +21,7 @@ from kernos.kernel.governed import ask_human, emit_event, spawn_child
 from kernos.kernel.hookspecs import hookimpl
 from kernos.kernel.identity import Principal, PrincipalKind
 from kernos.kernel.kernel import Kernel
+from kernos.kernel.memory import MemoryScope, memory_forget, memory_put, memory_search
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import SETTLED, ProcessInfo, ProcessState
 from kernos.kernel.settings import Settings
@@ -75,6 +76,18 @@ async def emit(spec: AgentBuild) -> Any:
     return await emit_event("bin.fill", {"level": 0.9})
 
 
+async def remember(spec: AgentBuild) -> Any:
+    return await memory_put("notes", ["Bin 17 overflows on Mondays."], ids=["bin-17"])
+
+
+async def recall(spec: AgentBuild) -> Any:
+    return await memory_search("notes", "which bins are too full?", limit=1)
+
+
+async def forget(spec: AgentBuild) -> Any:
+    return await memory_forget("notes", ids=["bin-17"])
+
+
 # kind -> (agent, the object and action the syscall is authorized on)
 KINDS = {
     "tool.call": ("tool-agent", "tool:echo", "call"),
@@ -82,6 +95,9 @@ KINDS = {
     "human.ask": ("asking-agent", "approval:human", "write"),
     "process.spawn": ("spawning-agent", "agent:tool-agent", "spawn"),
     "event.emit": ("emitting-agent", "event:bin.fill", "write"),
+    "memory.put": ("remembering-agent", "memory:notes", "write"),
+    "memory.search": ("recalling-agent", "memory:notes", "read"),
+    "memory.forget": ("forgetting-agent", "memory:notes", "write"),
 }
 
 
@@ -98,6 +114,9 @@ class Agents:
             ("asking-agent", ask, ()),
             ("spawning-agent", spawn, ()),
             ("emitting-agent", emit, ()),
+            ("remembering-agent", remember, ()),
+            ("recalling-agent", recall, ()),
+            ("forgetting-agent", forget, ()),
         ):
             register(AgentSpec(name=name, description=name, build=one_node(action), tools=tools))
 
@@ -172,6 +191,7 @@ async def test_a_denied_syscall_never_executes_and_is_audited(kernel: Kernel, ki
     assert f"p, otto, default, {obj}, {action}, deny" in denied.rule
     assert not [r for r in records if r.event in ("syscall.intent", "approval.requested")]
     assert EFFECTS == []
+    assert await kernel.memory.count(MemoryScope(tenant="default", collection="notes")) == 0
     children = [p for p in await kernel.processes.list_processes() if p.parent_pid == info.pid]
     assert children == []
 
