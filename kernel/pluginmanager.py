@@ -65,6 +65,10 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.api.plugin", essential=True),
     # Casbin authorization, the hash-chained audit log, API keys, redaction: deny by default.
     Builtin("kernos.policy.plugin", essential=True),
+    # Long-term memory: ChromaDB and offline MiniLM embeddings (built only when first used).
+    Builtin("kernos.memory.plugin", essential=True),
+    # LLM backend kinds: OpenAI-compatible servers, vLLM, and the labelled simulation.
+    Builtin("kernos.plugins.llm_backends"),
 )
 """First-party plugins, loaded in this order before any third-party plugin."""
 

@@ -168,6 +168,8 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
         "kernos.kernel.cli.commands": "loaded",
         "kernos.api.plugin": "loaded",  # essential: loads whatever the restriction says
         "kernos.policy.plugin": "loaded",
+        "kernos.memory.plugin": "loaded",
+        "kernos.plugins.llm_backends": "disabled",  # non-essential built-ins obey it
         "optional_plugin": "disabled",
     }
     assert "optional_tool" not in restricted.catalog().tools
