@@ -69,6 +69,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.memory.plugin", essential=True),
     # LLM backend kinds: OpenAI-compatible servers, vLLM, and the labelled simulation.
     Builtin("kernos.plugins.llm_backends"),
+    # `kernos console`: the Textual operator console (Textual loads only when it runs).
+    Builtin("kernos.tui.plugin"),
 )
 """First-party plugins, loaded in this order before any third-party plugin."""
 
