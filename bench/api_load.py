@@ -19,6 +19,7 @@ at least 50,000 ingested events/s in batches of 1,000 on the 2-core machine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import shutil
 import socket
@@ -141,6 +142,7 @@ async def measure(quick: bool) -> list[str]:
         await kernel.start()
         try:
             await benchlib.load_policy(kernel)
+            gc.freeze()  # as `kernos serve` does once started
             token = read_admin_token(settings.home)
             auth = ["-H", f"Authorization: Bearer {token}"]
             async with httpx.AsyncClient(
@@ -217,7 +219,10 @@ async def measure(quick: bool) -> list[str]:
 
 def main() -> None:
     args = benchlib.parse_args(__doc__ or "")
-    benchlib.emit(asyncio.run(measure(args.quick)))
+    import uvloop  # as `kernos serve` runs
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        benchlib.emit(runner.run(measure(args.quick)))
 
 
 if __name__ == "__main__":
