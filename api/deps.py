@@ -35,8 +35,9 @@ KernelDep = Annotated[Kernel, Depends(get_kernel)]
 """The kernel this app serves."""
 
 
-async def get_processes(kernel: KernelDep) -> ProcessManager:
+async def get_processes(request: Request) -> ProcessManager:
     """The kernel's process manager (503 problem while the kernel is not running)."""
+    kernel: Kernel = request.app.state.kernel
     return kernel.processes
 
 
@@ -54,6 +55,12 @@ async def get_current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The principal the bearer token stands for; 401 when it is missing or unknown."""
+    return await _authenticate(request, credentials)
+
+
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
     if credentials is None or not credentials.credentials:
         raise _unauthenticated(
             "this endpoint needs 'Authorization: Bearer <token>': the admin token in "
@@ -85,7 +92,14 @@ def allowed(obj: str, action: str) -> Any:
     depend on a path parameter (one process, one approval) happen in the kernel call itself.
     """
 
-    async def check(principal: CurrentPrincipal, kernel: KernelDep) -> Principal:
+    # One dependency level (not principal -> bearer, kernel): FastAPI's dependency solving
+    # is a large part of a cheap request's cost (docs/benchmarks.md, "API load").
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        principal = await _authenticate(request, credentials)
+        kernel: Kernel = request.app.state.kernel
         await kernel.authorize(principal, obj, action)
         return principal
 

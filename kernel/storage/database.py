@@ -80,6 +80,7 @@ class Database:
         self._writer_engine: Engine | None = None
         self._query_engine: Engine | None = None
         self._query_pool: ThreadPoolExecutor | None = None
+        self._inline_queries = False
         self._writer: Writer | None = None
         self._participants: tuple[TransactionParticipant, ...] = ()
 
@@ -143,6 +144,7 @@ class Database:
             _sqlite_pragmas(
                 self._query_engine, synchronous=self._settings.sqlite_synchronous, writer=False
             )
+            self._inline_queries = True
         else:
             _postgres_read_only(self._query_engine)
         self._query_pool = ThreadPoolExecutor(
@@ -207,9 +209,14 @@ class Database:
             yield session
 
     async def query(self, job: Callable[[Session], T]) -> T:
-        """Run the read job ``job(session)`` on a read-only connection in one hop to a reader
-        thread; return its result. For short reads on hot paths (a point look-up per API
-        request): the job must not write, and should not block for long (the pool is small).
+        """Run the read job ``job(session)`` on a read-only connection; return its result.
+
+        For short reads on hot paths (a point look-up per API request): the job must not
+        write and must stay short. On PostgreSQL it runs in one hop to a reader thread (a
+        network round trip must not hold the loop). On SQLite it runs right here, on the
+        loop: a local point read takes tens of microseconds, less than handing it to a thread
+        and back — which costs two GIL hand-offs, each up to the 5 ms switch interval when
+        the writer thread is busy (measured: p99 of a process read 32 -> 25 ms).
         """
         engine, pool = self._query_engine, self._query_pool
         if engine is None or pool is None:
@@ -221,6 +228,8 @@ class Database:
             with Session(engine, expire_on_commit=False) as session:
                 return job(session)
 
+        if self._inline_queries:
+            return run()
         return await asyncio.get_running_loop().run_in_executor(pool, run)
 
     @property
