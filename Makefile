@@ -60,7 +60,10 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# wrk drives bench/api_load.py; the real LLM server (.venv-llm) serves bench/scheduler.py.
 bench: install
+	command -v wrk >/dev/null || { apt-get install -y wrk || sudo apt-get install -y wrk; }
+	scripts/llm_server.sh setup
 	$(BIN)/python bench/run.py
 
 # Re-pin after a dependency change: resolve without the old pins, then freeze.

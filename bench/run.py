@@ -35,6 +35,8 @@ SCRIPTS = (
     "redaction",
     "ingest",
     "memory",
+    "api_load",
+    "scheduler",
 )
 
 
