@@ -4,11 +4,12 @@ the dead-letter queue (inspect and replay)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from kernos.api.deps import KernelDep, allowed
 from kernos.api.ratelimit import TenantRateLimiter
@@ -57,31 +58,61 @@ MAX_BATCH = 10_000
 """Most events one ``POST /v1/events`` may carry (413 beyond)."""
 
 
-class EventIn(BaseModel):
+# TypedDicts, not models: validating a batch of 1,000 into dicts takes about a fifth of the
+# time of building 1,000 model instances (0.8 vs 3.9 ms here), and the route only reads them.
+class EventIn(TypedDict):
     """One event to publish in the caller's tenant."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        description="Idempotency key: an id the tenant already published is accepted again "
-        "and changes nothing. Generated when missing.",
-    )
-    topic: str = Field(min_length=1, max_length=200, examples=["sensor.bin.fill"])
-    source: str | None = Field(default=None, max_length=200, description="Default: the caller.")
-    data: dict[str, Any] = Field(default_factory=dict)
-    time: datetime | None = None
-    correlation_id: str | None = Field(default=None, max_length=64)
+    topic: Annotated[str, Field(min_length=1, max_length=200, examples=["sensor.bin.fill"])]
+    id: NotRequired[
+        Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=128,
+                description="Idempotency key: an id the tenant already published is accepted "
+                "again and changes nothing. Generated when missing.",
+            ),
+        ]
+    ]
+    source: NotRequired[
+        Annotated[str | None, Field(max_length=200, description="Default: the caller.")]
+    ]
+    data: NotRequired[dict[str, Any]]
+    time: NotRequired[datetime | None]
+    correlation_id: NotRequired[Annotated[str | None, Field(max_length=64)]]
 
 
-class EventBatch(BaseModel):
+class EventBatch(TypedDict):
     """``POST /v1/events``."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+_BATCH: TypeAdapter[EventBatch] = TypeAdapter(EventBatch)
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` references inlined (the request body is documented in
+    place, where ``#/$defs/...`` would not resolve)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
 
 
 class EventsAccepted(BaseModel):
@@ -99,7 +130,7 @@ class EventsAccepted(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EventBatch.model_json_schema()}},
+            "content": {"application/json": {"schema": _inline(_BATCH.json_schema())}},
         }
     },
 )
@@ -115,7 +146,7 @@ async def publish_events(
     try:
         # Straight from the bytes: pydantic-core parses and validates in one pass, and stops
         # at the first event past MAX_BATCH rather than validating all of them.
-        batch = EventBatch.model_validate_json(raw)
+        batch = _BATCH.validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors()
         if any(e["type"] == "json_invalid" for e in errors):
@@ -128,21 +159,22 @@ async def publish_events(
                 ) from None
         raise RequestValidationError(errors) from None
     limiter: TenantRateLimiter = request.app.state.event_limiter
-    limiter.take(principal.tenant, len(batch.events))
+    events = batch["events"]
+    limiter.take(principal.tenant, len(events))
     now = kernel.clock.now()  # stamped here: the bus would copy every event to stamp it
     caller = principal.subject
     stored = await kernel.events.publish_many(
         [
             Event(
-                **({"id": e.id} if e.id else {}),
-                topic=e.topic,
+                **({"id": event_id} if (event_id := e.get("id")) else {}),
+                topic=e["topic"],
                 tenant=principal.tenant,
-                source=e.source or caller,
-                data=e.data,
-                time=e.time or now,
-                correlation_id=e.correlation_id,
+                source=e.get("source") or caller,
+                data=e.get("data", {}),
+                time=e.get("time") or now,
+                correlation_id=e.get("correlation_id"),
             )
-            for e in batch.events
+            for e in events
         ]
     )
     return EventsAccepted(accepted=len(stored), ids=[e.id for e in stored])
