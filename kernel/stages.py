@@ -25,6 +25,7 @@ from kernos.kernel.clock import Clock
 from kernos.kernel.errors import ApprovalDenied, BudgetExceeded, KernosError, PolicyDenied
 from kernos.kernel.identity import DEFAULT_TENANT, LOCAL_ADMIN
 from kernos.kernel.journal import JournalIndex, UsageBook, charge, statements
+from kernos.kernel.requests import REQUEST_ID
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.models import (
     ApprovalRow,
@@ -93,7 +94,8 @@ class PlainAuditSink(AuditSink):
                 "args": record.args,
                 "summary": record.summary,
                 "trace_id": record.trace_id,
-                "correlation_id": record.correlation_id,
+                # An operator's action with no process to correlate with: the request's id.
+                "correlation_id": record.correlation_id or REQUEST_ID.get(),
             },
         )
 

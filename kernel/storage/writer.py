@@ -23,6 +23,7 @@ job left in ``session.info``. With no participant registered the writer does no 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from kernos.kernel import telemetry as names
 from kernos.kernel.errors import StorageError
+from kernos.kernel.requests import REQUEST_ID
 from kernos.kernel.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,13 @@ class WriterStats:
     largest_batch: int = 0
 
 
+def _in_context(context: contextvars.Context, job: WriteJob[T]) -> WriteJob[T]:
+    def run(session: Session) -> T:
+        return context.run(job, session)
+
+    return run
+
+
 class Writer:
     """Serializes and group-commits writes on one synchronous engine."""
 
@@ -123,6 +132,10 @@ class Writer:
         if self._closed or self._task is None or self._task.done():
             raise StorageError("the kernel's writer is not running; start the kernel first")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if REQUEST_ID.get() is not None:
+            # Run it in the submitter's context, so what it records (audit sinks fill an
+            # operator action's correlation id) knows the request it serves.
+            job = _in_context(contextvars.copy_context(), job)
         self._queue.put_nowait((job, future))
         return await future
 

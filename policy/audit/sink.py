@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import InvalidInput
+from kernos.kernel.requests import REQUEST_ID
 from kernos.kernel.settings import Settings
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.models import AuditRow
@@ -129,7 +130,8 @@ class HashChainAuditSink(AuditSink, TransactionParticipant):
             "args": args,
             "summary": summary,
             "trace_id": record.trace_id,
-            "correlation_id": record.correlation_id,
+            # An operator's action with no process to correlate with: the request's id.
+            "correlation_id": record.correlation_id or REQUEST_ID.get(),
         }
         for name, limit in _LIMITS:
             value = values[name]

@@ -73,3 +73,34 @@ async def test_a_run_joins_the_callers_trace_and_carries_its_request_id(
     assert roots and all(r.parent.is_remote for r in roots)
     other = [s for s in syscalls if format(s.context.trace_id, "032x") != TRACE_ID]
     assert len(other) == 3  # the second run got a trace of its own
+
+
+async def test_an_operator_action_records_its_request_id(kernos_home: Path) -> None:
+    port = free_port()
+    plugins = PluginManager(entry_points=False)
+    kernel = Kernel(load_settings(home=kernos_home, api_port=port), plugins=plugins, serve_api=True)
+    await kernel.start()
+    try:
+        headers = {"Authorization": f"Bearer {read_admin_token(kernos_home)}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
+        ) as http:
+            created = await http.post(
+                "/v1/keys",
+                json={"principal": "olga", "role": "viewer"},
+                headers={"X-Request-ID": "req-key-1"},
+            )
+            assert created.status_code == 201, created.text
+            viewer = {"Authorization": f"Bearer {created.json()['token']}"}
+            denied = await http.post(
+                "/v1/keys",
+                json={"principal": "mallory", "role": "admin"},
+                headers={**viewer, "X-Request-ID": "req-denied-1"},
+            )
+            assert denied.status_code == 403
+            records = (await http.get("/v1/audit", params={"limit": 50})).json()["data"]
+    finally:
+        await kernel.stop()
+    by_request = {r["correlation_id"]: r["event"] for r in records if r["correlation_id"]}
+    assert by_request.get("req-key-1", "").startswith("key.")
+    assert by_request.get("req-denied-1") == "operator.denied"
