@@ -31,6 +31,7 @@ HEADER = "x-request-id"
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_RECORDED = 64  # the longest correlation id the process table and the audit log keep
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        token = REQUEST_ID.set(request_id)
+        # The id becomes a correlation id (64 characters at most there); a longer one is
+        # echoed but not recorded, so it can never make a spawn or an audit record fail.
+        token = REQUEST_ID.set(request_id if len(request_id) <= _RECORDED else None)
         attached = otel_context.attach(_PROPAGATOR.extract(carrier)) if carrier else None
         try:
             await self.app(scope, receive, send_with_id)

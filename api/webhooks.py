@@ -16,9 +16,12 @@ receiving side, for Python receivers and our tests.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +29,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -33,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from kernos.api.schemas import ProcessPublic
 from kernos.kernel.errors import ConfigError, InvalidInput
-from kernos.kernel.processes import FINISHED_TOPIC
+from kernos.kernel.processes import FINISHED_TOPIC, TERMINAL
 from kernos.kernel.storage.models import ProcessRow, TenantRow, WebhookDeliveryRow
 
 if TYPE_CHECKING:
@@ -55,26 +59,45 @@ SUBSCRIBER = "webhooks"
 """The notifier's subscriber name on the event bus (its deliveries are ``handler:webhooks``)."""
 
 _MASTER = Path("secrets") / "webhook.key"
-_RESPONSE_EXCERPT = 200
 
 
 def master_key(home: Path) -> bytes:
-    """The master signing key under ``home``, created (32 random bytes, mode 0600) if missing."""
+    """The master signing key under ``home``, created (32 random bytes, mode 0600) if missing.
+
+    Written to a temporary file, synced, then linked into place, so the key file is either
+    absent or whole: an empty or short key would make every tenant's secret guessable.
+    """
     path = home / _MASTER
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return _read_key(path)
     except FileNotFoundError:
         pass
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a hex key; remove it to make a new one") from exc
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex())
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_bytes(32).hex())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process got there first
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(
+            f"{path} is not a 64-hex-digit key; remove it to make a new one "
+            "(every webhook secret changes then)"
+        )
     return key
 
 
@@ -114,8 +137,9 @@ def verify_signature(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise InvalidInput(f"webhook signature is {current - timestamp:.0f} s old; refused")
-    expected = sign(secret, body, timestamp=timestamp).split("v1=", 1)[1]
-    if not any(hmac.compare_digest(expected, given) for given in parts.get("v1", [])):
+    expected = sign(secret, body, timestamp=timestamp).split("v1=", 1)[1].encode()
+    given = [v.encode("utf-8", "replace") for v in parts.get("v1", [])]
+    if not any(hmac.compare_digest(expected, candidate) for candidate in given):
         raise InvalidInput("webhook signature does not match the body")
 
 
@@ -128,6 +152,7 @@ class WebhookNotifier:
 
     def __init__(self, kernel: Kernel, *, timeout: float = 10.0) -> None:
         self._kernel = kernel
+        self._allow_private = kernel.settings.webhook_allow_private
         self._master = master_key(kernel.settings.home)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
@@ -145,7 +170,9 @@ class WebhookNotifier:
 
     async def __call__(self, event: Event) -> None:
         """Deliver the notification of ``event`` once; raise so the bus retries on failure."""
-        pid = int(event.data["pid"])
+        pid = event.data.get("pid")
+        if not isinstance(pid, int) or event.id != f"process.finished:{pid}":
+            return  # not the kernel's own notification (outside publishers cannot use it)
         async with self._kernel.db.read() as session:
             found = (
                 await session.execute(
@@ -157,7 +184,9 @@ class WebhookNotifier:
             attempts = len(
                 (
                     await session.scalars(
-                        select(WebhookDeliveryRow.id).where(WebhookDeliveryRow.event_id == event.id)
+                        select(WebhookDeliveryRow.id).where(
+                            WebhookDeliveryRow.pid == pid, WebhookDeliveryRow.event_id == event.id
+                        )
                     )
                 ).all()
             )
@@ -165,6 +194,10 @@ class WebhookNotifier:
             return  # purged, or never asked for one: nothing to deliver
         url, tenant_id = found.webhook_url, found.tenant_id
         info = await self._kernel.processes.get(pid, tenant=event.tenant)
+        if info.state not in TERMINAL:
+            return
+        if not self._allow_private:
+            await check_public(url)  # again now: the name may resolve elsewhere than before
         body = json.dumps(
             {
                 "id": event.id,
@@ -189,7 +222,9 @@ class WebhookNotifier:
             response = await self._client.post(url, content=body, headers=headers)
             status = response.status_code
             if not 200 <= status < 300:
-                error = f"HTTP {status}: {response.text[:_RESPONSE_EXCERPT]}"
+                # The status only: the receiver's body could be anything an internal service
+                # answers, and the delivery record is readable by the tenant.
+                error = f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         elapsed = (time.perf_counter() - started) * 1000
@@ -231,3 +266,21 @@ async def deliveries(kernel: Kernel, pid: int, *, tenant: str) -> list[WebhookDe
             .order_by(WebhookDeliveryRow.id)
         )
         return list(rows.all())
+
+
+async def check_public(url: str) -> None:
+    """Refuse (``InvalidInput``) a webhook URL whose host is or resolves to a loopback,
+    private, link-local, multicast or reserved address: a tenant must not make the kernel
+    call services on its own network (``KERNOS_WEBHOOK_ALLOW_PRIVATE`` permits it)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        raise InvalidInput(f"webhook host {host!r} does not resolve: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise InvalidInput(
+                f"webhook host {host!r} is a private or local address ({address}); "
+                "use a public URL, or set KERNOS_WEBHOOK_ALLOW_PRIVATE=true for a trusted network"
+            )

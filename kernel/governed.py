@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from kernos.kernel.catalog import ToolSpec
 from kernos.kernel.errors import BackendUnavailable, BudgetExceeded, KernosError, PolicyDenied
+from kernos.kernel.events.topics import check_not_reserved
 from kernos.kernel.llm import ChatResponse
 from kernos.kernel.llm_bridge import ai_message, chat_request, message_chunk
 from kernos.kernel.scheduling import LLMScheduler
@@ -454,6 +455,7 @@ async def emit_event(topic: str, data: dict[str, Any], *, event_id: str | None =
     Without ``event_id`` the id is derived from the syscall key, so a step that runs again
     after a crash publishes the same event, which the bus then ignores as a duplicate.
     """
+    check_not_reserved(topic, event_id)
     config = ensure_config()
     context = process_context(config)
     key = syscall_key(config, context.process.pid)

@@ -691,6 +691,7 @@ class ProcessManager:
         now = self._clock.now()
 
         def job(session: Session) -> None:
+            staged.clear()  # the writer re-runs a job whose group commit failed
             found = (
                 session.execute(
                     select(ProcessRow, TenantRow.name)

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     api_tls_key: Path | None = None
     """PEM private key of ``api_tls_cert``."""
 
+    webhook_allow_private: bool = False
+    """Let run webhooks call loopback, private and link-local addresses (off: a tenant could
+    otherwise make the kernel call services on its own network). For trusted networks."""
+
     llm_base_url: str | None = None
     """Base URL of an OpenAI-compatible LLM server (``…/v1``)."""
 

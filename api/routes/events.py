@@ -16,6 +16,7 @@ from kernos.api.ratelimit import TenantRateLimiter
 from kernos.api.schemas import MAX_ID
 from kernos.kernel.errors import InvalidInput, PayloadTooLarge
 from kernos.kernel.events import Event
+from kernos.kernel.events.topics import check_not_reserved
 from kernos.kernel.identity import Principal
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -160,6 +161,8 @@ async def publish_events(
         raise RequestValidationError(errors) from None
     limiter: TenantRateLimiter = request.app.state.event_limiter
     events = batch["events"]
+    for e in events:
+        check_not_reserved(e["topic"], e.get("id"))
     limiter.take(principal.tenant, len(events))
     now = kernel.clock.now()  # stamped here: the bus would copy every event to stamp it
     caller = principal.subject

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from kernos.api.deps import CurrentPrincipal, ProcessesDep
+from kernos.api.deps import CurrentPrincipal, KernelDep, ProcessesDep
 from kernos.api.schemas import ProcessPublic, RunCreate
+from kernos.api.webhooks import check_public
 from kernos.kernel.errors import InvalidInput
 from kernos.kernel.processes import SETTLED, TERMINAL
 
@@ -31,6 +32,7 @@ async def create_run(
     body: RunCreate,
     principal: CurrentPrincipal,
     processes: ProcessesDep,
+    kernel: KernelDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -61,6 +63,8 @@ async def create_run(
         response.headers["Idempotent-Replayed"] = "true"
         response.status_code = 200
     else:
+        if body.webhook_url is not None and not kernel.settings.webhook_allow_private:
+            await check_public(str(body.webhook_url))
         info = await processes.spawn(
             body.agent,
             body.input or {},

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kernos.api.webhooks import SIGNATURE_HEADER, sign, verify_signature
-from kernos.kernel.errors import InvalidInput
+from kernos.api.webhooks import SIGNATURE_HEADER, master_key, sign, verify_signature
+from kernos.kernel.errors import ConfigError, InvalidInput
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.settings import load_settings
@@ -84,7 +84,11 @@ class Api:
 
 async def start(home: Path, port: int, *, backoff: float = 0.05) -> Kernel:
     settings = load_settings(
-        home=home, api_port=port, event_backoff_seconds=backoff, event_max_attempts=3
+        home=home,
+        api_port=port,
+        event_backoff_seconds=backoff,
+        event_max_attempts=3,
+        webhook_allow_private=True,  # the receivers here listen on 127.0.0.1
     )
     plugins = PluginManager(entry_points=False)
     plugins.add(Agents(), name="test-agents")
@@ -249,3 +253,62 @@ def test_verify_signature_refuses_tampering_and_replays() -> None:
         verify_signature(secret, sign(secret, body, timestamp=now - 3600), body)
     with pytest.raises(InvalidInput, match="malformed"):
         verify_signature(secret, "garbage", body)
+
+
+async def test_private_addresses_are_refused_by_default(kernos_home: Path) -> None:
+    port = free_port()
+    plugins = PluginManager(entry_points=False)
+    plugins.add(Agents(), name="test-agents")
+    kernel = Kernel(load_settings(home=kernos_home, api_port=port), plugins=plugins, serve_api=True)
+    await kernel.start()
+    try:
+        headers = {"Authorization": f"Bearer {read_admin_token(kernos_home)}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+            for url in (
+                "http://127.0.0.1:9/hook",
+                "http://localhost/hook",
+                "http://169.254.169.254/latest/meta-data",
+                "http://10.0.0.7/hook",
+                "http://[::1]/hook",
+            ):
+                response = await http.post(
+                    "/v1/runs",
+                    json={"agent": "greeter", "input": {"name": "X"}, "webhook_url": url},
+                )
+                body = assert_problem(response, 400, "invalid_input")
+                assert "private or local" in body["detail"], url
+            assert (await http.get("/v1/processes")).json()["count"] == 0  # nothing started
+    finally:
+        await kernel.stop()
+
+
+async def test_nobody_else_may_publish_the_kernels_notifications(api: Api) -> None:
+    for event in (
+        {"topic": "process.finished", "data": {"pid": 1}},
+        {"id": "process.finished:2", "topic": "sensor.bin.fill"},
+    ):
+        response = await api.http.post("/v1/events", json={"events": [event]})
+        body = assert_problem(response, 400, "invalid_input")
+        assert "kernel's own" in body["detail"]
+
+
+def test_a_damaged_master_key_is_refused(tmp_path: Path) -> None:
+    key = master_key(tmp_path)
+    assert len(key) == 32 and master_key(tmp_path) == key  # made once, then read
+    (tmp_path / "secrets" / "webhook.key").write_text("")
+    with pytest.raises(ConfigError, match="64-hex-digit"):
+        master_key(tmp_path)
+
+
+async def test_a_long_request_id_is_echoed_but_not_recorded(api: Api, receiver: Receiver) -> None:
+    long_id = "r" * 100
+    response = await api.http.post(
+        "/v1/runs",
+        json={"agent": "greeter", "input": {"name": "Lu"}, "webhook_url": receiver.url},
+        headers={"X-Request-ID": long_id},
+    )
+    assert response.status_code == 202, response.text
+    assert response.headers["x-request-id"] == long_id
+    assert response.json()["correlation_id"] != long_id
+    [attempt] = await deliveries(api, response.json()["pid"], 1)
+    assert attempt["status_code"] == 204
