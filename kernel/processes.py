@@ -101,7 +101,9 @@ class ProcessManager:
     ) -> ProcessInfo:
         """Commit a new process for ``agent`` and start it; returns it as accepted.
 
-        With ``idempotency_key``, a second spawn under the same key returns the first process
+        A ``priority`` above the agent's default needs ``admin`` on ``agent:NAME`` (the LLM
+        scheduler serves higher priorities first, across tenants). With ``idempotency_key``, a
+        second spawn under the same key returns the first process
         instead of creating another (triggers, child spawns and retried API calls use it).
         With ``webhook_url``, its end publishes a ``process.finished`` event in the same
         transaction, which the API's webhook notifier delivers, signed, at least once.
@@ -111,6 +113,9 @@ class ProcessManager:
         if parent_pid is None:  # a child's spawn is a syscall, authorized by the pipeline
             await self._kernel.authorize(principal, f"agent:{agent}", "spawn")
         spec = self._agent(agent)
+        if parent_pid is None and priority is not None and priority > spec.priority:
+            # Priority outranks fair share in the LLM scheduler: raising it is an admin's call.
+            await self._kernel.authorize(principal, f"agent:{agent}", "admin")
         payload = self._validate_input(spec, input or {})
         chosen = budgets or spec.budgets
         now = self._clock.now()

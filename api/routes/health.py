@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -66,11 +68,23 @@ BACKEND_CHECK_SECONDS = 2.0
 """How long ``/readyz`` waits for each LLM backend's health check."""
 
 
+BACKEND_CHECK_TTL = 5.0
+"""Seconds a backend check result is reused: ``/readyz`` needs no token, so without this any
+caller could multiply the load on every LLM server by polling it."""
+
+_checked: WeakKeyDictionary[Kernel, tuple[float, dict[str, str]]] = WeakKeyDictionary()
+
+
 async def _backend_checks(kernel: Kernel) -> dict[str, str]:
-    """``llm:NAME`` → ``ok`` or why not, checked concurrently (empty without backends)."""
+    """``llm:NAME`` → ``ok`` or why not, checked concurrently (empty without backends), at
+    most once per ``BACKEND_CHECK_TTL`` seconds."""
     scheduler = kernel.scheduler
     if scheduler is None:
         return {}
+    now = time.monotonic()
+    cached = _checked.get(kernel)
+    if cached is not None and now - cached[0] < BACKEND_CHECK_TTL:
+        return dict(cached[1])
     backends = scheduler.backends
 
     async def check(backend: LLMBackend) -> str:
@@ -83,4 +97,6 @@ async def _backend_checks(kernel: Kernel) -> dict[str, str]:
         return "ok"
 
     states = await asyncio.gather(*(check(b) for b in backends.values()))
-    return {f"llm:{name}": state for name, state in zip(backends, states, strict=True)}
+    found = {f"llm:{name}": state for name, state in zip(backends, states, strict=True)}
+    _checked[kernel] = (now, found)
+    return dict(found)
