@@ -26,14 +26,15 @@ def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 
 
-def configure_logging(level: str, *, log_dir: Path | None) -> Path | None:
-    """Log to stderr and, when ``log_dir`` is writable, to ``log_dir/kernos.log`` (rotated)."""
+def configure_logging(level: str, *, log_dir: Path | None, to_stderr: bool = True) -> Path | None:
+    """Log to stderr (unless ``to_stderr`` is false: a full-screen console owns the terminal)
+    and, when ``log_dir`` is writable, to ``log_dir/kernos.log`` (rotated)."""
     root = logging.getLogger()
     root.setLevel(level)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)
-    root.handlers[:] = [stderr]
+    root.handlers[:] = [stderr] if to_stderr else []
     # Alembic narrates every migration step at INFO; ours says what changed in one line.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     if log_dir is None:

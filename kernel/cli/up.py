@@ -7,6 +7,8 @@ import contextlib
 import gc
 import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +22,18 @@ from kernos.kernel.settings import load_settings
 from kernos.kernel.tokens import admin_token_path
 
 
-async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
-    stop = asyncio.Event()
+async def _serve(
+    kernel: Kernel,
+    duration: float | None,
+    *,
+    stop: asyncio.Event | None = None,
+    quiet: bool = False,
+) -> KernelSummary:
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        # Off the main thread (the console owns it) there are no signal handlers to add.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
     async def announce() -> None:
@@ -33,6 +42,8 @@ async def _serve(kernel: Kernel, duration: float | None) -> KernelSummary:
         # graphs) out of the collector's sight, so a full collection scans only what requests
         # allocate — measured: p99 of a process read 137 ms -> 35 ms (docs/benchmarks.md).
         gc.freeze()
+        if quiet:  # a console owns the terminal: _run_with_console prints this afterwards
+            return
         for failed in kernel.plugins.failures():
             click.echo(f"kernos: warning: plugin {failed.name!r} skipped: {failed.error}", err=True)
         for notice in kernel.notices:
@@ -109,6 +120,11 @@ def _run_kernel(*, duration: float | None, as_json: bool, serve_api: bool) -> No
         if isinstance(exc.__cause__, KernosError):
             raise exc.__cause__ from None
         raise
+    _report(summary, as_json=as_json)
+
+
+def _report(summary: KernelSummary, *, as_json: bool) -> None:
+    """Print what ``kernos up``/``serve`` did, once stopped."""
     if as_json:
         print_json(summary.as_dict())
         return
@@ -124,9 +140,65 @@ def _run_kernel(*, duration: float | None, as_json: bool, serve_api: bool) -> No
     )
 
 
+def _console(ctx: click.Context) -> click.Command | None:
+    """The ``console`` command, when a plugin (the built-in ``kernos.tui``) provides it."""
+    root = ctx.find_root()
+    group = root.command
+    return group.get_command(root, "console") if isinstance(group, click.Group) else None
+
+
+def _run_with_console(
+    ctx: click.Context, console: click.Command, *, duration: float | None, as_json: bool
+) -> None:
+    """Run the kernel on a thread of its own and the console in front, on this (main) thread;
+    closing the console stops the kernel."""
+    settings = load_settings()
+    configure_logging(settings.log_level, log_dir=settings.home / "logs", to_stderr=False)
+    kernel = Kernel(settings, serve_api=True)
+    started = threading.Event()
+    held: dict[str, Any] = {}
+
+    async def main() -> KernelSummary:
+        held["loop"], held["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        serving = asyncio.create_task(_serve(kernel, duration, stop=held["stop"], quiet=True))
+        ready = asyncio.create_task(kernel.ready.wait())
+        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
+        started.set()
+        return await serving
+
+    def run() -> None:
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                held["summary"] = runner.run(main())
+        except BaseException as exc:  # reported on the main thread
+            held["error"] = exc
+            started.set()
+
+    thread = threading.Thread(target=run, name="kernos-kernel", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" not in held and kernel.running:
+        try:
+            ctx.invoke(console)
+        finally:
+            held["loop"].call_soon_threadsafe(held["stop"].set)
+    thread.join()
+    for failed in kernel.plugins.failures():
+        click.echo(f"kernos: warning: plugin {failed.name!r} skipped: {failed.error}", err=True)
+    for notice in kernel.notices:  # the first start's admin key is shown only here
+        click.echo(notice, err=True)
+    error = held.get("error")
+    if isinstance(error, EssentialPluginError) and isinstance(error.__cause__, KernosError):
+        raise error.__cause__ from None
+    if error is not None:
+        raise error
+    _report(held["summary"], as_json=as_json)
+
+
 @click.command()
 @_run_options
-def up(headless: bool, duration: float | None, as_json: bool) -> None:
+@click.pass_context
+def up(ctx: click.Context, headless: bool, duration: float | None, as_json: bool) -> None:
     """Start a kernel on KERNOS_HOME with its HTTP API, and run it.
 
     An empty KERNOS_HOME is initialized first (database, default tenant, local admin and its
@@ -134,9 +206,19 @@ def up(headless: bool, duration: float | None, as_json: bool) -> None:
     A second kernel on the same database is refused (exit 4).
 
     \b
+    On a terminal it opens the operator console (`kernos console`) in front of the kernel;
+    closing the console stops the kernel. `--headless` (implied off a terminal) runs without.
+
+    \b
     Example:
       kernos up --headless --duration 60
     """
+    console = None
+    if not headless and sys.stdin.isatty() and sys.stdout.isatty():
+        console = _console(ctx)
+    if console is not None:
+        _run_with_console(ctx, console, duration=duration, as_json=as_json)
+        return
     _run_kernel(duration=duration, as_json=as_json, serve_api=True)
 
 
