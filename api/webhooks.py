@@ -7,8 +7,8 @@ with exponential backoff and jitter, dead-lettered (and replayable) after the la
 pending deliveries resumed after a restart. Every attempt is recorded in
 ``webhook_deliveries``.
 
-Signing follows the scheme receivers know from Stripe and Standard Webhooks: the header
-``Kernos-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``, the
+Signing has the shape receivers know from Stripe (not the Standard Webhooks header set): a
+header ``Kernos-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>``, the
 secret being the tenant's (``tenant_secret``), derived from a master key kept in
 ``KERNOS_HOME/secrets/webhook.key`` (created 0600 on first use). ``verify_signature`` is the
 receiving side, for Python receivers and our tests.
