@@ -332,6 +332,12 @@ class LLMScheduler:
                     raise
                 else:
                     handed_on = True
+                    if ticket is Ticket.PROBE:
+                        # The first chunk is the probe's answer: the server is back. The rest
+                        # of the stream is an ordinary request, so a long stream does not keep
+                        # every other call failing fast until it ends.
+                        lane.breaker.success(ticket)
+                        ticket = Ticket.NORMAL
                     return chunks, first, ticket, began
                 if not error.retryable or attempt == lane.config.max_retries:
                     raise error

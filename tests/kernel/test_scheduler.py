@@ -290,6 +290,26 @@ async def test_the_breaker_opens_fails_fast_half_opens_and_closes() -> None:
     assert (await sched.chat(ask("after"), backend="main")).backend == "main"
 
 
+async def test_a_streamed_probe_closes_the_breaker_at_its_first_chunk() -> None:
+    clock = SimulatedClock()
+    down = BackendError("connection refused", retryable=True)
+    backend = StandIn(config(max_retries=0), script=[down, down])
+    sched = scheduler(backend, clock=clock, breaker_threshold=2, breaker_cooldown=5.0)
+    for _ in range(2):
+        with pytest.raises(BackendError):
+            await sched.chat(ask("x"), backend="main")
+    await clock.advance(5.0)
+    stream = sched.stream(ask("probe"), backend="main")
+    first = await anext(stream)  # the probe answered: the server is back
+    assert first.content == "one "
+    assert sched.snapshot()["main"].breaker == "closed"
+    # While the probe's stream is still open, other calls go through instead of failing fast.
+    assert (await sched.chat(ask("meanwhile"), backend="main")).backend == "main"
+    rest = [chunk.content async for chunk in stream]
+    assert "".join(rest) == "two three"
+    await sched.aclose()
+
+
 async def test_a_failed_probe_opens_the_breaker_again() -> None:
     clock = SimulatedClock()
     down = BackendError("503", retryable=True)
