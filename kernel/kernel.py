@@ -159,6 +159,7 @@ class Kernel:
         self._memory: MemoryService | None = None
         self._scheduler: LLMScheduler | None = None
         self._default_backend: str | None = None
+        self._default_model = "none"
         self._lease: Lease = lease_for(settings.db_url)
         self._started_at: datetime | None = None
         self._started_mono = 0.0
@@ -373,8 +374,9 @@ class Kernel:
         if not configs:
             return
         backends = build_backends(configs, self.plugins.llm_backend_kinds())
-        names_ = [c.name for c in configs]
-        self._default_backend = "default" if "default" in names_ else names_[0]
+        chosen = next((c for c in configs if c.name == "default"), configs[0])
+        self._default_backend = chosen.name
+        self._default_model = chosen.model or chosen.name
         self._scheduler = LLMScheduler(backends, clock=self.clock, telemetry=self.telemetry)
 
     def chat_model(self) -> KernelChatModel:
@@ -386,13 +388,10 @@ class Kernel:
                 inner=self._llm, model_name=self.settings.llm_model or "scripted"
             )
         if self._scheduler is not None and self._default_backend is not None:
-            config = next(
-                c for c in configured_backends(self.settings) if c.name == self._default_backend
-            )
             return KernelChatModel(
                 scheduler=self._scheduler,
                 backend=self._default_backend,
-                model_name=config.model or self._default_backend,
+                model_name=self._default_model,
             )
         return KernelChatModel(inner=RunnableLambda(_no_backend), model_name="none")
 
