@@ -14,6 +14,7 @@ from kernos.api.routes import (
     approvals,
     audit,
     catalog,
+    event_log,
     events,
     health,
     keys,
@@ -26,6 +27,7 @@ from kernos.api.routes import (
     runs,
     streams,
     webhooks,
+    whoami,
 )
 from kernos.kernel.kernel import Kernel
 from kernos.kernel.tokens import Authenticator, ensure_admin_token
@@ -58,6 +60,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(health.router)
     app.include_router(processes.router)
     app.include_router(events.router)
+    app.include_router(event_log.router)
     app.include_router(metrics.router)
     app.include_router(runs.router)
     app.include_router(catalog.router)
@@ -70,6 +73,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(models.router)
     app.include_router(memory.router)
     app.include_router(webhooks.router)
+    app.include_router(whoami.router)
     return app
 
 

@@ -271,6 +271,23 @@ class KernosClient:
         data: list[dict[str, Any]] = page["data"]
         return data
 
+    def events(
+        self, *, after: int | None = None, topic: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """``GET /v1/events``: the newest published events, or those after seq ``after``."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        if topic is not None:
+            params["topic"] = topic
+        result: dict[str, Any] = self._json("GET", "/v1/events", params=params)
+        return result
+
+    def whoami(self) -> dict[str, Any]:
+        """``GET /v1/whoami``: who the token stands for."""
+        result: dict[str, Any] = self._json("GET", "/v1/whoami")
+        return result
+
     def replay(self, dead_letter_id: int) -> dict[str, Any]:
         """``POST /v1/events/dlq/{id}/replay``: deliver a dead letter again."""
         result: dict[str, Any] = self._json("POST", f"/v1/events/dlq/{dead_letter_id}/replay")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -55,6 +55,7 @@ from kernos.kernel.syscalls import (
 )
 
 if TYPE_CHECKING:
+    from kernos.kernel.identity import Principal
     from kernos.kernel.memory import MemoryService
     from kernos.kernel.syscalls import Pipeline
 
@@ -66,6 +67,9 @@ IDEMPOTENCY_PARAM = "idempotency_key"
 """A tool function with a parameter of this name receives the syscall key in it."""
 
 _current_syscall: ContextVar[Syscall | None] = ContextVar("kernos_current_syscall", default=None)
+_current_context: ContextVar[ProcessContext | None] = ContextVar(
+    "kernos_current_context", default=None
+)
 _tool_call_id: ContextVar[str | None] = ContextVar("kernos_tool_call_id", default=None)
 
 
@@ -85,11 +89,53 @@ class ProcessContext:
     spawn: ChildSpawner | None = None
     memory: MemoryService | None = None
     """The kernel's long-term memory (``kernos.kernel.memory.memory_search`` and friends)."""
+    processes: ProcessControl | None = None
+    """The process table, for tools that act on other processes (the operator agent's): every
+    action is authorized for this process's owner, so an agent never does more than the
+    person who started it may."""
+
+
+class ProcessControl(Protocol):
+    """What tools may do with the process table (the kernel's ``ProcessManager``)."""
+
+    async def authorize(self, principal: Principal, obj: str, action: str) -> None:
+        """Raise ``PolicyDenied`` unless ``principal`` may do ``action`` on ``obj``."""
+
+    async def list_processes(
+        self,
+        *,
+        tenant: str | None = None,
+        states: Iterable[Any] | None = None,
+        agent: str | None = None,
+        owner: str | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> list[Any]:
+        """Processes, newest first (``ProcessInfo`` records)."""
+
+    async def get(self, pid: int, *, tenant: str | None = None) -> Any:
+        """One process (``NotFound`` if missing or another tenant's)."""
+
+    async def signal(
+        self, pid: int, signal: Any, *, tenant: str | None = None, by: Principal | None = None
+    ) -> Any:
+        """Suspend, resume or kill ``pid``, authorized for ``by``."""
 
 
 def current_syscall() -> Syscall | None:
     """The syscall whose executor is running (tools can read its ``key``), if any."""
     return _current_syscall.get()
+
+
+def current_process_context() -> ProcessContext:
+    """The ``ProcessContext`` of the process whose tool is running (inside a ``KernelTool``'s
+    function); ``KernosError`` anywhere else."""
+    context = _current_context.get()
+    if context is None:
+        raise KernosError(
+            "current_process_context() is only available inside a governed tool's function"
+        )
+    return context
 
 
 def process_context(config: RunnableConfig | None = None) -> ProcessContext:
@@ -202,6 +248,7 @@ class KernelTool(BaseTool):
 
         async def execute(call: Syscall) -> SyscallResult:
             token = _current_syscall.set(call)
+            context_token = _current_context.set(context)
             try:
                 call_kwargs = dict(arguments)
                 if IDEMPOTENCY_PARAM in inspect.signature(spec.func).parameters:
@@ -211,6 +258,7 @@ class KernelTool(BaseTool):
                 else:
                     value = await asyncio.to_thread(spec.func, **call_kwargs)
             finally:
+                _current_context.reset(context_token)
                 _current_syscall.reset(token)
             return SyscallResult(value=_jsonable(value), usage=Usage(tool_calls=1))
 

@@ -367,6 +367,12 @@ class Kernel:
         """The LLM scheduler over the configured backends (``None`` when none is configured)."""
         return self._scheduler
 
+    @property
+    def llm_available(self) -> bool:
+        """Whether agents get a working chat model (a configured backend, or an injected
+        model): the operator agent and every LLM agent need one."""
+        return self._llm is not None or self._scheduler is not None
+
     def _start_scheduler(self) -> None:
         """Build the configured LLM backends (``ConfigError`` naming what is wrong) and the
         scheduler that dispatches ``llm.chat`` to them. Building opens no connection."""

@@ -69,6 +69,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.memory.plugin", essential=True),
     # LLM backend kinds: OpenAI-compatible servers, vLLM, and the labelled simulation.
     Builtin("kernos.plugins.llm_backends"),
+    # Built-in agents: the operator agent behind the console's chat, with its tools.
+    Builtin("kernos.agents.plugin"),
     # `kernos console`: the Textual operator console (Textual loads only when it runs).
     Builtin("kernos.tui.plugin"),
 )

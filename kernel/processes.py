@@ -211,6 +211,11 @@ class ProcessManager:
 
     # -- Reading ------------------------------------------------------------------------------
 
+    async def authorize(self, principal: Principal, obj: str, action: str) -> None:
+        """Raise ``PolicyDenied`` unless ``principal`` may do ``action`` on ``obj`` (for tools
+        acting on the process table as their process's owner)."""
+        await self._kernel.authorize(principal, obj, action)
+
     async def get(self, pid: int, *, tenant: str | None = None) -> ProcessInfo:
         """The process ``pid`` (``NotFound`` if missing or in another tenant than ``tenant``)."""
 
@@ -225,6 +230,21 @@ class ProcessManager:
         if found is None or (tenant is not None and found[1] != tenant):
             raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
         return process_info(found[0], found[1])
+
+    async def checkpoint_state(self, pid: int, *, tenant: str | None = None) -> dict[str, Any]:
+        """The current checkpoint of ``pid`` as ``kernos.kernel.process_view`` shows it
+        (``NotFound`` if missing or in another tenant than ``tenant``)."""
+        from kernos.kernel.process_view import checkpoint_view
+
+        info = await self.get(pid, tenant=tenant)
+        spec = self._kernel.catalog.agents.get(info.agent)
+        graph = None
+        if spec is not None and spec.version == info.agent_version:
+            try:
+                graph = self._graph(spec)
+            except NotFound:  # a tool went missing: the raw checkpoint still reads
+                graph = None
+        return await checkpoint_view(info, self._checkpointer, graph=graph)
 
     async def by_spawn_key(self, key: str, *, tenant: str) -> ProcessInfo | None:
         """The process a spawn with idempotency key ``key`` created in ``tenant``, if any."""
@@ -592,6 +612,7 @@ class ProcessManager:
                     emit=self._emit,
                     spawn=self._spawn_child,
                     memory=self._kernel.memory,
+                    processes=self,
                 ),
             },
             "recursion_limit": 1000,

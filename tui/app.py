@@ -84,6 +84,10 @@ class ConsoleApp(App[None]):
     """Pending approvals, oldest first, as the last poll saw them."""
     version: reactive[str] = reactive("")
     """The kernel's version (from ``/healthz``)."""
+    identity: reactive[Identity] = reactive(lambda: Identity(principal="", tenant=""))
+    """Who the console acts as (``/v1/whoami``, asked again after every reconnection)."""
+    llm: reactive[bool | None] = reactive(None)
+    """Whether the kernel has an LLM for the operator agent (``None`` until it said)."""
 
     def __init__(
         self,
@@ -96,7 +100,7 @@ class ConsoleApp(App[None]):
     ) -> None:
         super().__init__()
         self.client = client
-        self.identity = identity
+        self.set_reactive(ConsoleApp.identity, identity)
         self.refresh_seconds = refresh_seconds
         self.now = now
         self._start = start
@@ -118,6 +122,8 @@ class ConsoleApp(App[None]):
         """Read health, processes and pending approvals; mark the connection either way."""
         try:
             health = await self.client.health()
+            if self.connected is not True or self.llm is None:
+                await self._ask_who()
             processes = await self.client.processes()
             approvals = await self.client.approvals()
         except KernelUnavailable as exc:
@@ -134,6 +140,17 @@ class ConsoleApp(App[None]):
         self.approvals = approvals
         self.connected = True
         self.connection_note = "connected"
+
+    async def _ask_who(self) -> None:
+        """Learn the principal, its tenant and whether the kernel has an LLM (a kernel that
+        came back may have been restarted with another configuration)."""
+        who = await self.client.whoami()
+        roles = ", ".join(who.get("roles") or [])
+        self.identity = Identity(
+            principal=str(who["principal"]) + (f" ({roles})" if roles else ""),
+            tenant=str(who["tenant"]),
+        )
+        self.llm = bool(who.get("llm")) and bool(who.get("operator_agent"))
 
     def refresh_now(self) -> None:
         """Poll at once (after an action changed something)."""

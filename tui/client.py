@@ -174,6 +174,24 @@ class ConsoleClient:
         data: list[dict[str, Any]] = page["data"]
         return data
 
+    async def whoami(self) -> dict[str, Any]:
+        """``GET /v1/whoami``: principal, tenant, roles, and whether an LLM is configured."""
+        result: dict[str, Any] = await self._json("GET", "/v1/whoami")
+        return result
+
+    async def process_state(self, pid: int) -> dict[str, Any]:
+        """``GET /v1/processes/{pid}/state``: its current checkpoint."""
+        result: dict[str, Any] = await self._json("GET", f"/v1/processes/{pid}/state")
+        return result
+
+    async def events(self, *, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+        """``GET /v1/events``: the newest published events, or those after seq ``after``."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        result: dict[str, Any] = await self._json("GET", "/v1/events", params=params)
+        return result
+
     async def metrics(self) -> str:
         """``GET /metrics``: Prometheus text."""
         return (await self._request("GET", "/metrics")).text

@@ -43,7 +43,7 @@ class ConsoleHeader(Static):
 
     def on_mount(self) -> None:
         """Redraw whenever the connection or the approvals change."""
-        for name in ("connected", "connection_note", "approvals", "processes"):
+        for name in ("connected", "connection_note", "approvals", "processes", "identity"):
             self.watch(self.app, name, lambda _value: self.redraw(), init=False)
         self.redraw()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
@@ -59,6 +59,18 @@ async def get_process(
     """One process (404 if it is missing or belongs to another tenant)."""
     info = await processes.get(pid, tenant=principal.tenant)
     return ProcessPublic.model_validate(info.as_dict())
+
+
+@router.get("/{pid}/state", summary="Get a process's current checkpoint")
+async def get_process_state(
+    pid: Annotated[int, Path(ge=1, le=MAX_ID)],
+    principal: Annotated[Principal, allowed("process:*", "read")],
+    processes: ProcessesDep,
+) -> dict[str, Any]:
+    """Its LangGraph state at the last checkpoint: ``values`` (long strings and lists
+    clipped), the ``next`` nodes, pending ``interrupts``, ``step`` and ``checkpoint_id``
+    (``null`` before the first step). 404 if it is missing or another tenant's."""
+    return await processes.checkpoint_state(pid, tenant=principal.tenant)
 
 
 @router.post("/{pid}/signal", response_model=ProcessPublic, summary="Signal a process")

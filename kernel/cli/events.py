@@ -1,6 +1,8 @@
-"""``kernos events dlq|replay``: the dead-letter queue of the event bus."""
+"""``kernos events list|dlq|replay``: published events and the dead-letter queue."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
@@ -10,13 +12,47 @@ from kernos.kernel.cli.remote import age, connect
 
 @click.group()
 def events() -> None:
-    """Inspect and replay events whose delivery failed every attempt.
+    """List published events; inspect and replay those whose delivery failed every attempt.
 
     \b
     Examples:
+      kernos events list --topic 'sensor.*'
       kernos events dlq
       kernos events replay 12
     """
+
+
+@events.command(name="list")
+@click.option("--topic", metavar="TOPIC", help="A topic, or a prefix ending in * (sensor.*).")
+@click.option("--after", type=click.IntRange(min=0), metavar="SEQ", help="Only after this seq.")
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Most listed."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+def list_events(topic: str | None, after: int | None, limit: int, as_json: bool) -> None:
+    """List your tenant's published events, oldest first: the newest LIMIT, or the first
+    LIMIT after --after SEQ (the SEQ column).
+
+    \b
+    Example:
+      kernos events list --topic 'sensor.*' --after 1200 --json
+    """
+    with connect() as client:
+        page = client.events(after=after, topic=topic, limit=limit)
+    if as_json:
+        print_json(page["data"])
+        return
+    rows = [
+        (
+            e["seq"],
+            e["topic"],
+            e["source"],
+            age(e.get("time")),
+            json.dumps(e.get("data"), separators=(",", ":"), default=str)[:60],
+        )
+        for e in page["data"]
+    ]
+    print_table(rows, ["SEQ", "TOPIC", "SOURCE", "AGE", "DATA"])
 
 
 @events.command()

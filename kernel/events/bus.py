@@ -347,6 +347,14 @@ class EventBus:
 
     # -- Dead-letter queue ----------------------------------------------------------------
 
+    async def published(
+        self, *, tenant: str, after: int | None = None, topic: str | None = None, limit: int = 100
+    ) -> list[tuple[int, Event]]:
+        """``(seq, event)`` of a tenant's published events, oldest first: the newest ``limit``
+        of them, or (with ``after``, a ``seq``) the first ``limit`` after it, which is how a
+        live view follows the stream. ``topic`` is a topic or a prefix ending in ``*``."""
+        return await self._store.published(tenant=tenant, after=after, topic=topic, limit=limit)
+
     async def dead_letters(
         self, *, tenant: str | None = None, limit: int = 100, include_replayed: bool = False
     ) -> list[DeadLetter]:

@@ -462,6 +462,32 @@ class EventStore:
 
     # -- Dead-letter queue ----------------------------------------------------------------
 
+    async def published(
+        self, *, tenant: str, after: int | None, topic: str | None, limit: int
+    ) -> list[tuple[int, Event]]:
+        """``(seq, event)`` of ``tenant``'s events (see ``EventBus.published``)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        query = (
+            select(EventRow, TenantRow.name)
+            .join(TenantRow, TenantRow.id == EventRow.tenant_id)
+            .where(TenantRow.name == tenant)
+        )
+        if topic is not None:
+            if topic.endswith("*"):
+                prefix = topic[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(EventRow.topic.like(prefix + "%", escape="\\"))
+            else:
+                query = query.where(EventRow.topic == topic)
+        if after is None:
+            query = query.order_by(EventRow.seq.desc()).limit(limit)
+        else:
+            query = query.where(EventRow.seq > after).order_by(EventRow.seq).limit(limit)
+        async with self._db.read() as session:
+            rows = (await session.execute(query)).all()
+        found = [(row.seq, _event(row, name)) for row, name in rows]
+        return found if after is not None else found[::-1]
+
     async def dead_letters(
         self, *, tenant: str | None, limit: int, include_replayed: bool
     ) -> list[DeadLetter]:

@@ -239,6 +239,7 @@ def test_a_wrong_token_is_denied(server: Server, tmp_path: Path) -> None:
         ("approvals", "list"),
         ("approvals", "approve"),
         ("approvals", "deny"),
+        ("events", "list"),
     ],
 )
 def test_every_command_explains_itself(args: tuple[str, ...]) -> None:
@@ -253,6 +254,32 @@ def test_every_command_explains_itself(args: tuple[str, ...]) -> None:
 
 def test_the_cli_knows_every_process_state() -> None:
     assert set(STATES) == {state.value for state in ProcessState}
+
+
+def test_events_list_follows_the_published_events(server: Server) -> None:
+    token = (server.home / "admin.token").read_text().strip()
+    body = {"events": [{"topic": f"cli.test.{n}", "data": {"n": n}} for n in range(3)]}
+    posted = httpx.post(
+        f"http://127.0.0.1:{server.port}/v1/events",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert posted.status_code == 202, posted.text
+    listed = server.kernos("events", "list", "--topic", "cli.test.*", "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert [e["data"]["n"] for e in found] == [0, 1, 2]
+    after = server.kernos(
+        "events", "list", "--topic", "cli.test.*", "--after", str(found[0]["seq"]), "--json"
+    )
+    assert [e["data"]["n"] for e in json.loads(after.stdout)] == [1, 2]
+    table = server.kernos("events", "list", "--topic", "cli.test.1")
+    assert table.stdout.split()[:5] == ["SEQ", "TOPIC", "SOURCE", "AGE", "DATA"]
+    assert "cli.test.1" in table.stdout and "cli.test.2" not in table.stdout
+    bad = server.kernos("events", "list", "--topic", "no spaces")
+    assert bad.returncode == 2
+    assert "topic" in one_error_line(bad)
 
 
 def test_events_dlq_and_replay(server: Server) -> None:

@@ -96,6 +96,8 @@ class LiveKernel:
     port: int
     clock: Clock | None
     kernel: Kernel | None = None
+    llm: Any = None
+    """A scripted chat model for the kernel's agents (``None``: no LLM)."""
 
     @property
     def url(self) -> str:
@@ -105,7 +107,9 @@ class LiveKernel:
         settings = load_settings(home=self.home, api_port=self.port, event_max_attempts=1)
         plugins = PluginManager(entry_points=False)
         plugins.add(ConsoleAgents(), name="console-agents")
-        self.kernel = Kernel(settings, plugins=plugins, clock=self.clock, serve_api=True)
+        self.kernel = Kernel(
+            settings, plugins=plugins, clock=self.clock, serve_api=True, llm=self.llm
+        )
         await self.kernel.start()
 
     async def stop(self) -> None:

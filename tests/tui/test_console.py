@@ -183,6 +183,7 @@ async def test_slash_commands_and_free_text_in_the_chat(live_kernel) -> None:
         assert isinstance(app.screen, ChatScreen)
         prompt = app.screen.query_one(Input)
         await until(pilot, lambda: bool(app.screen.agents), "agent names for completion")
+        await until(pilot, lambda: app.llm is False, "the kernel saying it has no LLM")
         await pilot.press(*"/sp")
         await until(pilot, lambda: prompt._suggestion == "/spawn", "a suggestion")
         await pilot.press("tab", "space", *"gre")

@@ -1,12 +1,17 @@
 """Chat: operator requests in a chat. Slash commands (``/ps``, ``/spawn``, ``/kill``,
-``/approve``, ``/deny``, ``/help``) work with or without an LLM, with ``tab`` completion;
-free text goes to the operator agent, which is not built yet, so it gets a clear message on
-what to configure."""
+``/approve``, ``/deny``, ``/help``) work with or without an LLM, with ``tab`` completion.
+
+Free text goes to the ``operator`` agent when the kernel has an LLM: each request is a new
+process owned by the operator, given the conversation so far. What it proposes runs as governed
+tool calls; one that needs approval (``kill_process`` always does) is shown here with its
+approval id while the process waits, and the answer follows once it is decided. Without an LLM,
+free text gets a clear message on what to configure."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.markup import escape
 from textual import work
@@ -14,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import Input, RichLog
 
-from kernos.kernel.errors import KernosError
+from kernos.kernel.errors import KernelUnavailable, KernosError
 from kernos.tui.formatting import short_id
 from kernos.tui.screens.base import ConsoleScreen
 from kernos.tui.slash import NO_LLM_MESSAGE, completions, run_slash
@@ -33,6 +38,8 @@ class ChatScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.agents: list[str] = []
+        self.history: list[dict[str, str]] = []
+        """The conversation with the operator agent, sent with every request."""
 
     def body(self) -> Iterable[Widget]:
         """The transcript and the prompt."""
@@ -77,8 +84,61 @@ class ChatScreen(ConsoleScreen):
         log.write(f"[b]you>[/b] {escape(text)}")
         if text.startswith("/"):
             self.run_command(text)
-        else:
+        elif self.console.llm is False:
             log.write(f"[yellow]kernos>[/yellow] {escape(NO_LLM_MESSAGE)}")
+        elif self.console.llm is None:
+            log.write(
+                "[yellow]kernos>[/yellow] not connected to the kernel yet, so the operator "
+                "agent cannot answer; try again once the header says connected."
+            )
+        else:
+            self.history.append({"role": "user", "content": text})
+            self.ask_operator(list(self.history[-MAX_TURNS:]))
+
+    @work(group="operator")
+    async def ask_operator(self, messages: list[dict[str, str]]) -> None:
+        """Start the operator agent on the conversation, show what it proposes while it waits
+        for approvals, then its answer."""
+        log = self.query_one(RichLog)
+        client = self.console.client
+        try:
+            process = await client.run(OPERATOR_AGENT, {"messages": messages})
+        except KernosError as exc:
+            log.write(f"[red]error>[/red] {escape(str(exc))}")
+            return
+        pid = int(process["pid"])
+        log.write(f"[dim]operator agent working (pid {pid})…[/dim]")
+        shown: set[str] = set()
+        delay = 0.2
+        while True:
+            try:
+                process = await client.process(pid)
+                if process["state"] == "waiting":
+                    for approval in await client.approvals():
+                        if approval["pid"] == pid and approval["id"] not in shown:
+                            shown.add(approval["id"])
+                            log.write(_proposal(approval))
+            except KernelUnavailable:
+                log.write(
+                    f"[red]error>[/red] lost the kernel while pid {pid} was working; its "
+                    "answer will be in that process's output (Processes screen) once it is back"
+                )
+                return
+            except KernosError as exc:
+                log.write(f"[red]error>[/red] {escape(str(exc))}")
+                return
+            if process["state"] in FINISHED:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        self.console.refresh_now()
+        if process["state"] != "done":
+            error = (process.get("error") or {}).get("message") or process["state"]
+            log.write(f"[red]error>[/red] the operator agent (pid {pid}) {escape(str(error))}")
+            return
+        answer = _answer(process.get("output"))
+        self.history.append({"role": "assistant", "content": answer})
+        log.write(f"[yellow]kernos>[/yellow] {escape(answer)}")
 
     @work(group="slash")
     async def run_command(self, text: str) -> None:
@@ -97,8 +157,45 @@ class ChatScreen(ConsoleScreen):
             self.load_agents()
 
     def action_clear(self) -> None:
-        """Clear the transcript."""
+        """Clear the transcript and start a new conversation."""
         self.query_one(RichLog).clear()
+        self.history.clear()
+
+
+OPERATOR_AGENT = "operator"
+"""The agent free text goes to."""
+
+MAX_TURNS = 40
+"""Most turns of the conversation sent with a request (the oldest are left out)."""
+
+FINISHED = frozenset({"done", "failed", "killed"})
+"""Process states after which no answer will come."""
+
+
+def _proposal(approval: dict[str, Any]) -> str:
+    short = short_id(str(approval["id"]))
+    role = approval.get("required_role") or "operator"
+    return (
+        f"[yellow]kernos>[/yellow] proposes: {escape(str(approval.get('question', '')))} "
+        f"[b]waiting for approval {short}[/b] ({escape(role)}): approve it on the Approvals "
+        f"screen (2) or with /approve {short}, or /deny {short}"
+    )
+
+
+def _answer(output: Any) -> str:
+    """The text of the last AI message in the operator process's output."""
+    messages = (output or {}).get("messages") or []
+    for message in reversed(messages):
+        if message.get("type") != "ai":
+            continue
+        content = (message.get("data") or {}).get("content")
+        if isinstance(content, list):  # content blocks
+            content = " ".join(
+                str(block.get("text", "")) for block in content if isinstance(block, dict)
+            )
+        if content:
+            return str(content)
+    return "(the operator agent finished without an answer)"
 
 
 __all__ = ["ChatScreen"]

@@ -162,10 +162,12 @@ class ProcessDetailScreen(ConsoleScreen):
         try:
             process = await client.process(self.pid)
             records = await client.audit(pid=self.pid, limit=200)
+            state = await client.process_state(self.pid)
         except KernosError as exc:
             self.query_one("#detail-text", Static).update(f"[red]{exc}[/red]")
             return
-        self.query_one("#detail-text", Static).update(self._describe(process))
+        text = self._describe(process) + "\n\n" + checkpoint_text(state)
+        self.query_one("#detail-text", Static).update(text)
         table = self.query_one("#detail-audit", DataTable)
         table.clear()
         for record in records:
@@ -230,6 +232,55 @@ class ProcessDetailScreen(ConsoleScreen):
             return
         self.console.refresh_now()
         self.load()
+
+
+SHOWN_MESSAGES = 6
+"""Newest messages of a conversation state the detail view shows."""
+
+
+def checkpoint_text(state: dict[str, Any]) -> str:
+    """The current checkpoint, for the detail view: step, next nodes, pending interrupts,
+    and the values (a conversation as its newest messages, one line each)."""
+    from rich.markup import escape
+
+    if state.get("checkpoint_id") is None:
+        return "[b]checkpoint[/b]\nnone yet (no step has finished)"
+    upcoming = ", ".join(state.get("next") or []) or "-"
+    lines = [
+        "[b]checkpoint[/b]",
+        f"step      {state.get('step')}   next {escape(upcoming)}",
+    ]
+    for interrupt in state.get("interrupts") or []:
+        lines.append(f"[yellow]interrupt[/yellow] {escape(_one_line(interrupt))}")
+    values = dict(state.get("values") or {})
+    messages = values.pop("messages", None)
+    if isinstance(messages, list):
+        lines.append(f"[b]messages[/b] ({len(messages)}, newest last)")
+        for message in messages[-SHOWN_MESSAGES:]:
+            lines.append(escape(_message_line(message)))
+    if values:
+        lines += ["[b]values[/b]", _json(values)]
+    return "\n".join(lines)
+
+
+def _message_line(message: Any) -> str:
+    if not isinstance(message, dict):
+        return _one_line(message)
+    data = message.get("data") or {}
+    kind = str(message.get("type", "?"))
+    text = data.get("content") or ""
+    calls = data.get("tool_calls") or []
+    if calls:
+        text = (str(text) + " " if text else "") + ", ".join(
+            f"→ {c.get('name')}({_one_line(c.get('args'))})" for c in calls
+        )
+    return f"{kind:>6}: {_one_line(text)}"
+
+
+def _one_line(value: Any, width: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _json(value: Any) -> str:
