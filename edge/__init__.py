@@ -1,9 +1,11 @@
 """Kernos edge agent: runs next to the sensors, pre-filters their events and forwards them.
 
 The edge agent is its own small distribution (``kernos-edge``) so that it can run on small
-devices: it depends on the standard library and click only, never on the kernel's stack.
-Events it accepts are kept in a durable store-and-forward buffer (:mod:`kernos.edge.buffer`)
-until the kernel acknowledges them.
+devices: it depends on click, numpy and onnxruntime, never on the kernel's stack. The
+simulated city's sensors (:mod:`kernos.edge.sim`) feed the pre-filter (:mod:`kernos.edge.filter`,
+hazards by :mod:`kernos.edge.hazard`); what it forwards is kept in a durable store-and-forward
+buffer (:mod:`kernos.edge.buffer`) until the kernel acknowledges it
+(:mod:`kernos.edge.forwarder`); :mod:`kernos.edge.runner` ties them together.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def main(ctx: click.Context) -> None:
     it, so an unreachable kernel, a crash or a reboot loses nothing. When a bounded buffer
     is full the agent refuses new events loudly rather than dropping old ones.
 
-    It depends on the Python standard library and click only, so it fits small devices.
+    It needs neither the kernel nor its stack (click, numpy and onnxruntime only), so it fits
+    small devices.
     """
     _help_if_no_subcommand(ctx)
 
@@ -181,3 +182,120 @@ def drain(buffer_path: Path, yes: bool) -> None:
 
 def _or_dash(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+@main.command()
+@click.option(
+    "--source",
+    type=click.Choice(["sim", "mqtt"]),
+    default="sim",
+    show_default=True,
+    help="Where readings come from: the simulated city (mqtt: not available yet).",
+)
+@click.option(
+    "--kernel",
+    "kernel_url",
+    required=True,
+    envvar="KERNOS_EDGE_KERNEL",
+    metavar="URL",
+    help="The kernel's API, e.g. http://127.0.0.1:8787 (env KERNOS_EDGE_KERNEL).",
+)
+@click.option(
+    "--key",
+    required=True,
+    envvar="KERNOS_EDGE_KEY",
+    metavar="KEY",
+    help="This edge agent's own API key, role forwarder (env KERNOS_EDGE_KEY).",
+)
+@click.option(
+    "--buffer",
+    "buffer_path",
+    default=Path("~/.kernos-edge/buffer.sqlite"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The store-and-forward buffer file; dead letters go to PATH.dead.",
+)
+@click.option("--days", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--speed",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Simulated hours per real second (0: as fast as possible).",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="The simulated city's seed.")
+@click.option(
+    "--bins", type=click.IntRange(min=1), help="Bins in the simulated city (default: 300)."
+)
+@click.option(
+    "--hazard-model",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An ONNX hazard classifier (input [N,3]: level, temp_c, voc_ppm); default: a rule.",
+)
+@click.option(
+    "--name",
+    "node",
+    help="This edge agent's name, the prefix of its event ids (default: sim<seed>).",
+)
+@click.option(
+    "--drain-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait at the end for the buffer to drain.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stats as one JSON object.")
+def run(
+    source: str,
+    kernel_url: str,
+    key: str,
+    buffer_path: Path,
+    days: int,
+    speed: float,
+    seed: int,
+    bins: int | None,
+    hazard_model: Path | None,
+    node: str | None,
+    drain_timeout: float,
+    as_json: bool,
+) -> None:
+    """Read a source, filter on the device, buffer and forward to a kernel.
+
+    Prints one stats line at the end: raw readings, dropped ones by reason, forwarded,
+    acked by the kernel, dead-lettered, still buffered, retries.
+    """
+    from kernos.edge.errors import EdgeError
+    from kernos.edge.filter import EdgeFilter, FilterParams
+    from kernos.edge.forwarder import ForwardRefused
+    from kernos.edge.hazard import load_hazard_classifier
+    from kernos.edge.runner import run_edge
+    from kernos.edge.sim.params import CityParams
+    from kernos.edge.sources import open_source
+
+    try:
+        params = CityParams() if bins is None else CityParams(n_bins=bins)
+        readings = open_source(source, params=params, seed=seed, days=days, speed=speed)
+        edge_filter = EdgeFilter(
+            FilterParams.for_city(params), hazard=load_hazard_classifier(hazard_model)
+        )
+        report = run_edge(
+            readings,
+            edge_filter,
+            kernel_url=kernel_url,
+            key=key,
+            buffer_path=buffer_path.expanduser(),
+            node=node or f"sim{seed}",
+            drain_timeout_s=drain_timeout,
+        )
+    except EdgeError as exc:
+        raise CliError(str(exc)) from None
+    except ValueError as exc:  # a bad URL, say
+        raise CliError(str(exc)) from None
+    except ForwardRefused as exc:
+        raise CliFailure(str(exc)) from None
+    except (BufferFileError, sqlite3.Error, OSError) as exc:
+        raise CliFailure(f"buffer {buffer_path}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        click.echo(f"{PROG_NAME}: {report.line()}")

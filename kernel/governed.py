@@ -57,6 +57,7 @@ from kernos.kernel.syscalls import (
 if TYPE_CHECKING:
     from kernos.kernel.identity import Principal
     from kernos.kernel.memory import MemoryService
+    from kernos.kernel.model_runtime import ModelRuntime
     from kernos.kernel.syscalls import Pipeline
 
 CONFIG_KEY = "kernos"
@@ -93,6 +94,8 @@ class ProcessContext:
     """The process table, for tools that act on other processes (the operator agent's): every
     action is authorized for this process's owner, so an agent never does more than the
     person who started it may."""
+    models: ModelRuntime | None = None
+    """Registered ONNX models, served with the registry's canary and shadow rules."""
 
 
 class ProcessControl(Protocol):

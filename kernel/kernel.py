@@ -44,6 +44,7 @@ from kernos.kernel.identity import (
 from kernos.kernel.journal import JournalIndex, UsageBook
 from kernos.kernel.llm import build_backends, configured_backends
 from kernos.kernel.memory import MemoryService
+from kernos.kernel.model_runtime import ModelRuntime
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
 from kernos.kernel.registry import ModelRegistry
@@ -146,6 +147,8 @@ class Kernel:
         self.models = ModelRegistry(
             self.db, self.clock, settings=settings, audit=lambda: self.audit_sink
         )
+        self.model_runtime = ModelRuntime(self.models)
+        """Registered ONNX models served in-process (``ModelRuntime.infer``)."""
         self.authorizer: Authorizer = LocalAdminAuthorizer()
         self.authenticators: list[Authenticator] = []
         self.notices: list[str] = []

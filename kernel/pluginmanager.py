@@ -71,6 +71,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.plugins.llm_backends"),
     # Built-in agents: the operator agent behind the console's chat, with its tools.
     Builtin("kernos.agents.plugin"),
+    # The hazard classifier tool (an ONNX model from the registry).
+    Builtin("kernos.plugins.hazard.plugin"),
     # `kernos console`: the Textual operator console (Textual loads only when it runs).
     Builtin("kernos.tui.plugin"),
 )

@@ -613,6 +613,7 @@ class ProcessManager:
                     spawn=self._spawn_child,
                     memory=self._kernel.memory,
                     processes=self,
+                    models=self._kernel.model_runtime,
                 ),
             },
             "recursion_limit": 1000,

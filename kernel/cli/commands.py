@@ -36,3 +36,6 @@ def register_commands(register: Callable[[LazyCommand], None]) -> None:
     register(
         LazyCommand("models", "kernos.kernel.cli.models:models", "Register and deploy models.")
     )
+    register(
+        LazyCommand("edge", "kernos.kernel.cli.edge:edge", "Run the edge agent (kernos-edge).")
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kernos.kernel.errors import ConfigError
+from kernos.edge.errors import EdgeConfigError as ConfigError
 from kernos.plugins.sensors.city import City, class_counts
 from kernos.plugins.sensors.params import BinClass, CityParams
 

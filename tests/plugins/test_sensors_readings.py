@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kernos.edge.errors import EdgeInputError
 from kernos.kernel.errors import InvalidInput
 from kernos.plugins.sensors import TOPIC
 from kernos.plugins.sensors.city import City
@@ -129,7 +130,7 @@ def test_readings_become_valid_events(city: City) -> None:
     assert set(events[0]) == {"bin", "level", "temp_c", "voc_ppm", "ts"}
     assert TOPIC == "sensor.bin.fill"
     assert max(e["level"] for e in events) <= P.reading_max_level
-    with pytest.raises(InvalidInput, match="outside the sensor horizon"):
+    with pytest.raises(EdgeInputError, match="outside the sensor horizon"):
         SensorModel(city, P, 2, days=10).readings(records[40])
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernos.kernel.errors import InvalidInput
+from kernos.edge.errors import EdgeInputError
 from kernos.plugins.sensors.city import City
 from kernos.plugins.sensors.params import CityParams
 from kernos.plugins.sensors.sim import Simulation, season_factor
@@ -125,15 +125,15 @@ def test_levels_overflow_and_emptying(city: City) -> None:
 
 def test_emptying_refuses_bad_input_and_the_horizon_ends(city: City) -> None:
     sim = Simulation(city, P, 1, days=1)
-    with pytest.raises(InvalidInput, match="bin ids"):
+    with pytest.raises(EdgeInputError, match="bin ids"):
         sim.empty([300])
-    with pytest.raises(InvalidInput, match="within the day"):
+    with pytest.raises(EdgeInputError, match="within the day"):
         sim.empty([0], hour=25.0)
     sim.empty([0], hour=14.0)
-    with pytest.raises(InvalidInput, match="later hour"):
+    with pytest.raises(EdgeInputError, match="later hour"):
         sim.empty([0], hour=9.0)
     sim.step_day()
-    with pytest.raises(InvalidInput, match="horizon"):
+    with pytest.raises(EdgeInputError, match="horizon"):
         sim.step_day()
 
 

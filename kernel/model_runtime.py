@@ -1,0 +1,125 @@
+"""Classic models (ONNX) served in the kernel from the model registry, with its traffic rules.
+
+``ModelRuntime.infer(name, inputs, key=...)`` asks the registry which version answers the
+request ``key`` (the live one, or the canary when the key falls in its share), runs it with
+onnxruntime on the CPU off the event loop, and runs every shadow version on the same inputs
+afterwards: their answers are recorded for comparison (latency, errors) and never returned.
+
+An artifact is loaded only after the registry verified it (bytes and signature; a failure is
+audited and refuses the call with ``CheckFailed``), and the bytes handed to onnxruntime are the
+bytes whose SHA-256 was just checked, so a file swapped after verification is never run.
+Sessions are cached by digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernos.kernel.errors import CheckFailed, InvalidInput
+
+if TYPE_CHECKING:
+    from kernos.kernel.model_records import ModelVersion
+    from kernos.kernel.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inference:
+    """One answer: which version gave it and its outputs (name → array)."""
+
+    name: str
+    version: str
+    canary: bool
+    outputs: dict[str, Any]
+    shadows: tuple[str, ...] = ()
+    """Versions that saw a mirrored copy of the request (their answers are only recorded)."""
+
+
+class ModelRuntime:
+    """ONNX models of one kernel's registry, run with onnxruntime (imported on first use)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+        self._sessions: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def infer(self, name: str, inputs: dict[str, Any], *, key: str) -> Inference:
+        """Run ``name`` on ``inputs`` (input name → numpy array) for request ``key``."""
+        choice = await self._registry.route(name, key=key)
+        outputs = await self._timed(name, choice.version, inputs, shadow=False)
+        for shadow in choice.shadows:
+            try:
+                await self._timed(name, shadow, inputs, shadow=True)
+            except Exception as exc:  # a failing shadow is counted, never the caller's problem
+                logger.warning("shadow %s@%s failed: %s", name, shadow, exc)
+        return Inference(
+            name=name,
+            version=choice.version,
+            canary=choice.canary,
+            outputs=outputs,
+            shadows=choice.shadows,
+        )
+
+    async def _timed(
+        self, name: str, version: str, inputs: dict[str, Any], *, shadow: bool
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            session = await self._session(name, version)
+            outputs = await asyncio.to_thread(_run, session, inputs)
+        except Exception:
+            self._registry.record(
+                name, version, latency=time.perf_counter() - started, ok=False, shadow=shadow
+            )
+            raise
+        self._registry.record(
+            name, version, latency=time.perf_counter() - started, ok=True, shadow=shadow
+        )
+        return outputs
+
+    async def _session(self, name: str, version: str) -> Any:
+        model = await self._registry.get(name, version)
+        session = self._sessions.get(model.sha256)
+        if session is not None:
+            return session
+        async with self._lock:
+            session = self._sessions.get(model.sha256)
+            if session is None:
+                session = await self._load(model)
+                self._sessions[model.sha256] = session
+        return session
+
+    async def _load(self, model: ModelVersion) -> Any:
+        if model.kind.value != "onnx":
+            raise InvalidInput(f"model {model.ref} is {model.kind.value}, not an ONNX model")
+        result = await self._registry.verify(model.name, model.version)
+        if not result.ok:
+            raise CheckFailed(f"model {model.ref} failed verification: {result.detail}")
+        body = await asyncio.to_thread(Path(model.path).read_bytes)
+        if hashlib.sha256(body).hexdigest() != model.sha256:
+            raise CheckFailed(f"model {model.ref} changed on disk while it was being loaded")
+        return await asyncio.to_thread(_open, body)
+
+
+def _open(body: bytes) -> Any:
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # small models: a thread pool costs more than it gives
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(body, options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+__all__ = ["Inference", "ModelRuntime"]
