@@ -24,6 +24,7 @@ from kernos.api.routes import (
     openai,
     policy,
     processes,
+    retention,
     runs,
     streams,
     webhooks,
@@ -73,6 +74,7 @@ def create_app(kernel: Kernel, *, authenticators: Sequence[Authenticator] | None
     app.include_router(models.router)
     app.include_router(memory.router)
     app.include_router(webhooks.router)
+    app.include_router(retention.router)
     app.include_router(whoami.router)
     return app
 

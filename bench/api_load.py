@@ -53,7 +53,8 @@ request = function()
   local parts = {{}}
   for i = 1, batch do
     parts[i] = string.format(
-      '{{"id":"%s-%d-%d","topic":"sensor.bin.fill","data":{{"bin":%d,"level":0.5}}}}',
+      '{{"id":"%s-%d-%d","topic":"sensor.bin.fill","data":{{"bin":%d,"level":0.5,'
+      .. '"temp_c":12.0,"voc_ppm":1.0,"ts":3600.0}}}}',
       prefix, n, i, i)
   end
   return wrk.format("POST", "/v1/events",

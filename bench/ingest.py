@@ -40,7 +40,7 @@ async def measure(quick: bool) -> list[str]:
                     topic="sensor.bin.fill",
                     tenant="default",
                     source="default/edge-forwarder",
-                    data={"bin": i, "level": 0.5, "temp": 21.5},
+                    data={"bin": i, "level": 0.5, "temp_c": 21.5, "voc_ppm": 1.0, "ts": 60.0},
                 )
                 for i in range(size)
             ]

@@ -88,6 +88,10 @@ class AgentSpec:
     build: Callable[[AgentBuild], Any]
     version: str = "1"
     tools: tuple[str, ...] = ()
+    memory: tuple[str, ...] = ()
+    """Shared memory collections of its tenant the agent reads and writes (names, or patterns
+    ending in ``*``), besides its own private ones (``private=True``, always allowed): what
+    its manifest grants when no policy line names the agent."""
     input_schema: type[BaseModel] | None = None
     priority: int = 0
     budgets: Budgets = field(default_factory=Budgets)

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -54,11 +55,16 @@ from sqlalchemy.sql.expression import cast as sql_cast
 
 from kernos.kernel.errors import Conflict
 from kernos.kernel.storage.database import Database
-from kernos.kernel.storage.models import CheckpointBlobRow, CheckpointRow, CheckpointWriteRow
+from kernos.kernel.storage.models import (
+    CheckpointBlobRow,
+    CheckpointRow,
+    CheckpointWriteRow,
+    ProcessRow,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointHook", "KernosCheckpointSaver"]
+__all__ = ["CheckpointHook", "KernosCheckpointSaver", "refuse_purged"]
 
 ASYNC_ONLY = (
     "the Kernos checkpointer is async-only: run graphs with ainvoke/astream "
@@ -76,6 +82,12 @@ DELTA_KEY = "counters_since_delta_snapshot"
 _CHECKPOINTS = cast(Table, CheckpointRow.__table__)
 _BLOBS = cast(Table, CheckpointBlobRow.__table__)
 _WRITES = cast(Table, CheckpointWriteRow.__table__)
+_PROCESSES = cast(Table, ProcessRow.__table__)
+# A thread whose process retention purged takes no write again (a late write must not revive
+# it): one look-up by the unique thread id, in the write's own transaction.
+_PURGED = select(_PROCESSES.c.pid).where(
+    _PROCESSES.c.thread_id == bindparam("thread_id"), _PROCESSES.c.purged_at.is_not(None)
+)
 BlobKey: TypeAlias = tuple[str, str, str, str]  # thread_id, checkpoint_ns, channel, version
 CheckpointKey: TypeAlias = tuple[str, str, str]  # thread_id, checkpoint_ns, checkpoint_id
 T = TypeVar("T")
@@ -98,6 +110,16 @@ class CheckpointHook(Protocol):
         metadata: CheckpointMetadata,
         /,
     ) -> None: ...
+
+
+def refuse_purged(session: Session, thread_id: str) -> None:
+    """``Conflict`` if ``thread_id`` belongs to a process whose data retention purged."""
+    pid = session.execute(_PURGED, {"thread_id": thread_id}).scalar()
+    if pid is not None:
+        raise Conflict(
+            f"process {pid} finished and its checkpoints were purged by retention; "
+            "a purged process takes no new checkpoint (start a new run instead)"
+        )
 
 
 def _inline(value: Any) -> bool:
@@ -124,6 +146,10 @@ def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableC
             "checkpoint_id": checkpoint_id,
         }
     }
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class KernosCheckpointSaver(BaseCheckpointSaver[str]):
@@ -193,6 +219,7 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         hook = self._on_checkpoint
 
         def job(session: Session) -> None:
+            refuse_purged(session, thread_id)
             if blob_rows:
                 session.execute(self._add_blobs, blob_rows)
             session.execute(self._put_checkpoint, [row])
@@ -234,6 +261,7 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         stmt = self._replace_writes if replace else self._keep_writes
 
         def job(session: Session) -> None:
+            refuse_purged(session, key["thread_id"])
             session.execute(stmt, rows)
 
         await self._db.write(job)
@@ -457,8 +485,9 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
                 .values(parent_checkpoint_id=None)
             )
 
-    def _collect_blobs(self, session: Session, thread_id: str, checkpoint_ns: str) -> None:
-        """Delete the blobs of one thread namespace that no remaining checkpoint uses."""
+    def _collect_blobs(self, session: Session, thread_id: str, checkpoint_ns: str) -> int:
+        """Delete the blobs of one thread namespace that no remaining checkpoint uses;
+        returns how many."""
         c, b = _CHECKPOINTS.c, _BLOBS.c
         used: set[tuple[str, str]] = set()
         query = select(c.type, c.checkpoint).where(
@@ -472,6 +501,7 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
         garbage = [(r.channel, r.version) for r in stored if (r.channel, r.version) not in used]
         for chunk in _chunks(garbage):
             session.execute(delete(_BLOBS).where(scope, tuple_(b.channel, b.version).in_(chunk)))
+        return len(garbage)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread to another (ids unchanged).
@@ -560,6 +590,43 @@ class KernosCheckpointSaver(BaseCheckpointSaver[str]):
             if doomed:
                 self._drop_checkpoints(session, doomed)
                 self._collect_blobs(session, thread_id, checkpoint_ns)
+
+    def keep_last_in(
+        self, session: Session, thread_id: str, checkpoint_ns: str, *, keep: int, limit: int
+    ) -> dict[str, int]:
+        """Delete up to ``limit`` of the oldest checkpoints beyond the newest ``keep`` of one
+        thread namespace (with their writes), then the blobs no remaining checkpoint uses, in
+        the caller's transaction; returns the rows deleted per table (none for a thread that
+        uses a ``DeltaChannel``: its state lives in the ancestors). For retention."""
+        counts = {"checkpoints": 0, "checkpoint_writes": 0, "checkpoint_blobs": 0}
+        try:
+            self._refuse_delta_threads(session, [thread_id])
+        except NotImplementedError:
+            return counts
+        c = _CHECKPOINTS.c
+        doomed_ids = session.execute(
+            select(c.checkpoint_id)
+            .where(c.thread_id == thread_id, c.checkpoint_ns == checkpoint_ns)
+            .order_by(c.checkpoint_id.desc())
+            .offset(keep)
+        ).scalars()
+        doomed = [(thread_id, checkpoint_ns, cid) for cid in doomed_ids][-limit:]
+        if not doomed:
+            return counts
+        for chunk in _chunks(doomed):
+            counts["checkpoint_writes"] += _rowcount(
+                session.execute(delete(_WRITES).where(_key(_WRITES).in_(chunk)))
+            )
+            counts["checkpoints"] += _rowcount(
+                session.execute(delete(_CHECKPOINTS).where(_key(_CHECKPOINTS).in_(chunk)))
+            )
+            session.execute(
+                update(_CHECKPOINTS)
+                .where(_key(_CHECKPOINTS, "parent_checkpoint_id").in_(chunk))
+                .values(parent_checkpoint_id=None)
+            )
+        counts["checkpoint_blobs"] = self._collect_blobs(session, thread_id, checkpoint_ns)
+        return counts
 
     # -- versions ---------------------------------------------------------------------------
 

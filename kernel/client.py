@@ -183,12 +183,14 @@ class KernosClient:
         *,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Any route, for plugins' commands: the decoded JSON body (``None`` for 204).
 
         Errors are raised as the ``KernosError`` the server reported, like the typed methods.
+        ``timeout`` overrides the client's for this call (a long purge, say).
         """
-        response = self._request(method, path, json=json, params=params)
+        response = self._request(method, path, json=json, params=params, timeout=timeout)
         return None if response.status_code == 204 or not response.content else response.json()
 
     # -- Routes -------------------------------------------------------------------------------

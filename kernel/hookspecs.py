@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
     from kernos.kernel.llm import BackendKind
     from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
+    from kernos.kernel.memory_records import GraphStoreSpec
 
 PROJECT = "kernos"
 """Pluggy project name and the entry-point group third-party plugins use."""
@@ -71,6 +72,12 @@ def register_triggers(register: Callable[[Trigger], None]) -> None:
 
 
 @hookspec
+def register_event_schemas(register: Callable[[Any], None]) -> None:
+    """Check the events of a topic before they are accepted: ``register(EventSchema(...))``
+    (``kernos.kernel.events``); a refused event is stored and dead-lettered with the reason."""
+
+
+@hookspec
 def register_llm_backends(register: Callable[[BackendKind], None]) -> None:
     """Add kinds of LLM backend: ``register(BackendKind(name=..., build=...))``, where
     ``build(config)`` returns an ``LLMBackend`` (kind names unique across plugins)."""
@@ -86,6 +93,12 @@ def register_memory_stores(register: Callable[[MemoryStoreSpec], None]) -> None:
 def register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
     """Add text embedders: ``register(EmbedderSpec(name=..., build=...))``, where
     ``build(settings)`` returns an ``Embedder``; ``KERNOS_MEMORY_EMBEDDER`` picks one."""
+
+
+@hookspec
+def register_graph_stores(register: Callable[[GraphStoreSpec], None]) -> None:
+    """Add LangGraph stores for agent graphs: ``register(GraphStoreSpec(name=..., build=...))``,
+    where ``build(kernel)`` returns a ``BaseStore``; ``KERNOS_GRAPH_STORE`` picks one."""
 
 
 # -- Lifecycle --------------------------------------------------------------------------------

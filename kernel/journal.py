@@ -180,6 +180,8 @@ class _Statements:
             )
         )
         p = _PROCESSES.c
+        # Retention marks a finished process purged; its journal takes no row again.
+        self.purged = select(p.pid).where(p.pid == bindparam("b_pid"), p.purged_at.is_not(None))
         self.charge_process = (
             _PROCESSES.update()
             .where(p.pid == bindparam("b_pid"))

@@ -48,6 +48,7 @@ from kernos.kernel.model_runtime import ModelRuntime
 from kernos.kernel.pluginmanager import PluginManager
 from kernos.kernel.processes import ProcessManager
 from kernos.kernel.registry import ModelRegistry
+from kernos.kernel.retention import Purger
 from kernos.kernel.scheduling import LLMScheduler
 from kernos.kernel.settings import Settings, shown_url
 from kernos.kernel.stages import (
@@ -156,6 +157,8 @@ class Kernel:
         prints them once; they are never logged, since they may hold a secret."""
         """Bearer-token authenticators plugins add (API keys), tried after the admin token."""
         self.pipeline = Pipeline([])
+        self.retention = Purger(self)
+        """Retention: purge passes on demand and, when a rule is set, on the kernel clock."""
         self._llm = llm
         self._processes: ProcessManager | None = None
         self._events: EventBus | None = None
@@ -228,6 +231,8 @@ class Kernel:
                     self.models.add_check(model_check)
                 for trigger in self.plugins.triggers():  # leaves out plugins that failed
                     self._events.add_trigger(trigger)
+                for schema in self.plugins.event_schemas():
+                    self._events.add_schema(schema)
                 # A plugin that failed to start is out entirely, with its tools and agents.
                 failed = {info.name for info in self.plugins.failures()}
                 self.catalog.tools = {
@@ -238,6 +243,7 @@ class Kernel:
                 }
                 await self._processes.reattach()
                 await self._events.start()  # re-dispatch deliveries a crash left pending
+                self.retention.start()
                 self.ready.set()
             except BaseException:
                 if self._running:
@@ -406,6 +412,7 @@ class Kernel:
 
     async def stop(self) -> None:
         """Stop driving processes, run ``on_shutdown`` hooks, commit writes, release the lease."""
+        await self.retention.stop()
         if self._events is not None:
             await self._events.stop()
         if self._processes is not None:
@@ -419,6 +426,7 @@ class Kernel:
 
     async def _teardown(self) -> None:
         self._running = False
+        await self.retention.stop()
         if self._scheduler is not None:
             scheduler, self._scheduler = self._scheduler, None
             await scheduler.aclose()

@@ -26,6 +26,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.runnables import ensure_config
@@ -35,6 +36,7 @@ from kernos.kernel.memory_records import (
     _OBJECTS,
     MAX_DOCUMENT_CHARS,
     MAX_DOCUMENTS,
+    MAX_GET,
     MAX_LIMIT,
     Embedder,
     EmbedderSpec,
@@ -57,6 +59,21 @@ if TYPE_CHECKING:
     from kernos.kernel.kernel import Kernel
 
 T = TypeVar("T")
+
+STORED_AT = "kernos:stored_at"
+"""Metadata every stored document gets: when it was stored (seconds since the epoch, on the
+kernel clock). Retention's per-collection time to live reads it; hits leave it out."""
+
+
+def _public(hits: list[MemoryHit]) -> list[MemoryHit]:
+    """``hits`` without the kernel's own ``kernos:`` metadata."""
+    return [
+        replace(h, metadata={k: v for k, v in h.metadata.items() if not k.startswith("kernos:")})
+        if any(k.startswith("kernos:") for k in h.metadata)
+        else h
+        for h in hits
+    ]
+
 
 # -- The service ---------------------------------------------------------------------------
 
@@ -130,11 +147,14 @@ class MemoryService:
         """Embed and store documents; returns their ids (new UUIDs where none were given)."""
         texts, checked = _check_put(documents, ids, metadatas)
         chosen = list(ids) if ids is not None else [uuid.uuid4().hex for _ in texts]
+        # When it was stored, for retention's time to live (a key callers cannot set).
+        stored_at = self._kernel.clock.now().timestamp()
+        stamped: list[Metadata | None] = [{**(m or {}), STORED_AT: stored_at} for m in checked]
 
         def job() -> None:
             embedder, store = self._parts()
             vectors = embedder.embed(texts)
-            store.put(scope, ids=chosen, texts=texts, embeddings=vectors, metadatas=checked)
+            store.put(scope, ids=chosen, texts=texts, embeddings=vectors, metadatas=stamped)
 
         await self._run(job)
         return chosen
@@ -157,7 +177,7 @@ class MemoryService:
         def job() -> list[MemoryHit]:
             embedder, store = self._parts()
             [vector] = embedder.embed([query])
-            return store.search(scope, vector, limit=limit, where=normalized)
+            return _public(store.search(scope, vector, limit=limit, where=normalized))
 
         return await self._run(job)
 
@@ -184,6 +204,34 @@ class MemoryService:
     async def count(self, scope: MemoryScope) -> int:
         """Documents in the scope's collection."""
         return await self._run(lambda: self._parts()[1].count(scope))
+
+    async def get(
+        self,
+        scope: MemoryScope,
+        *,
+        ids: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        limit: int = MAX_LIMIT,
+        offset: int = 0,
+    ) -> list[MemoryHit]:
+        """Documents by id and/or metadata filter, unranked (``MemoryStore.get``)."""
+        if ids is not None and (isinstance(ids, str) or not all(isinstance(i, str) for i in ids)):
+            raise InvalidInput("ids must be a list of strings")
+        if not 1 <= limit <= MAX_GET or offset < 0:
+            raise InvalidInput(f"limit must be 1-{MAX_GET} and offset not negative")
+        normalized = normalize_where(where)
+        chosen = list(ids) if ids is not None else None
+        return await self._run(
+            lambda: _public(
+                self._parts()[1].get(
+                    scope, ids=chosen, where=normalized, limit=limit, offset=offset
+                )
+            )
+        )
+
+    async def collections(self, tenant: str, *, agent: str | None = None) -> list[str]:
+        """The tenant's (or agent's private) collections that hold documents, sorted."""
+        return await self._run(lambda: self._parts()[1].collections(tenant, agent=agent))
 
     async def close(self) -> None:
         """Close the store and embedder and stop the pool (waits for running jobs)."""
@@ -285,7 +333,7 @@ class MemoryService:
         summary: Callable[[T], str],
     ) -> T:
         kernel = self._kernel
-        decision = await kernel.authorize(principal, f"memory:{scope.collection}", _OBJECTS[kind])
+        decision = await kernel.authorize(principal, f"memory:{scope.target}", _OBJECTS[kind])
 
         def record(event: str, **fields: Any) -> Callable[[Any], None]:
             entry = AuditRecord(
@@ -293,7 +341,7 @@ class MemoryService:
                 tenant=principal.tenant,
                 principal=principal.subject,
                 kind=kind.value,
-                target=scope.collection,
+                target=scope.target,
                 **fields,
             )
             return lambda session: kernel.audit_sink.append(session, entry)
@@ -382,7 +430,7 @@ async def _syscall(
     call = Syscall(
         key=key,
         kind=kind,
-        target=collection,
+        target=scope.target,
         args=args(scope, key),
         process=process,
         executor=run,
@@ -474,6 +522,7 @@ __all__ = [
     "MAX_DOCUMENTS",
     "MAX_DOCUMENT_CHARS",
     "MAX_LIMIT",
+    "STORED_AT",
     "Embedder",
     "EmbedderSpec",
     "MemoryHit",

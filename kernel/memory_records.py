@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kernos.kernel.errors import InvalidInput
+from kernos.kernel.errors import ConfigError, InvalidInput
 from kernos.kernel.syscalls import SyscallKind
 
 if TYPE_CHECKING:
+    from kernos.kernel.kernel import Kernel
     from kernos.kernel.settings import Settings
 
 MetadataValue = str | int | float | bool
@@ -26,6 +27,8 @@ form (``{"level": {"$gte": 3}}``, ``{"$or": [...]}``)."""
 
 MAX_LIMIT = 100
 """Most hits one search returns."""
+MAX_GET = 1_000
+"""Most documents one read by id or filter (``memory.get``) returns."""
 MAX_DOCUMENTS = 10_000
 """Most documents one put carries."""
 MAX_DOCUMENT_CHARS = 100_000
@@ -37,6 +40,8 @@ _OBJECTS = {
     SyscallKind.MEMORY_PUT: "write",
     SyscallKind.MEMORY_FORGET: "write",
     SyscallKind.MEMORY_SEARCH: "read",
+    SyscallKind.MEMORY_GET: "read",
+    SyscallKind.MEMORY_LIST: "read",
 }
 
 
@@ -74,6 +79,13 @@ class MemoryScope:
     def key(self) -> str:
         """A stable, unambiguous key of the scope (stores derive their names from it)."""
         return json.dumps([self.tenant, self.agent, self.collection], separators=(",", ":"))
+
+    @property
+    def target(self) -> str:
+        """What calls on this scope are authorized and audited on (``memory:TARGET``): the
+        collection, or ``@AGENT/COLLECTION`` for one private to an agent (so a policy, or an
+        agent's manifest, can grant an agent its own collections and nothing else)."""
+        return f"@{self.agent}/{self.collection}" if self.agent else self.collection
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +164,25 @@ class MemoryStore(ABC):
     def count(self, scope: MemoryScope) -> int:
         """Documents in the scope's collection (0 if it does not exist)."""
 
+    def get(
+        self,
+        scope: MemoryScope,
+        *,
+        ids: Sequence[str] | None,
+        where: Where | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[MemoryHit]:
+        """Documents by id and/or filter, without ranking (distance 0), in the store's order;
+        ``[]`` for a collection that does not exist. Default: ``ConfigError`` (a store that
+        cannot read by id)."""
+        raise ConfigError(f"the memory store {self.name!r} cannot read documents by id")
+
+    def collections(self, tenant: str, *, agent: str | None) -> list[str]:
+        """Names of the collections of ``tenant`` (private to ``agent``, or shared when it is
+        ``None``) that hold documents, sorted. Default: ``ConfigError``."""
+        raise ConfigError(f"the memory store {self.name!r} cannot list its collections")
+
     def close(self) -> None:
         """Release clients and files. Default: nothing."""
         return None
@@ -175,6 +206,21 @@ class MemoryStoreSpec:
     name: str
     """What ``KERNOS_MEMORY_STORE`` selects it by."""
     build: Callable[[Settings, Embedder], MemoryStore]
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStoreSpec:
+    """A LangGraph ``BaseStore`` a plugin offers for agent graphs:
+    ``register(GraphStoreSpec(...))``; the kernel builds the one ``KERNOS_GRAPH_STORE`` names
+    once, when it first builds an agent's graph, and gives it to every graph compiled
+    without a store of its own."""
+
+    name: str
+    """What ``KERNOS_GRAPH_STORE`` selects it by."""
+    build: Callable[[Kernel], Any]
+    """``build(kernel)`` returns a ``langgraph.store.base.BaseStore``."""
     description: str = ""
     plugin: str = ""
 

@@ -35,10 +35,11 @@ if TYPE_CHECKING:
     import click
 
     from kernos.kernel.cli.lazy import LazyCommand
-    from kernos.kernel.events import Trigger
+    from kernos.kernel.events import EventSchema, Trigger
     from kernos.kernel.kernel import Kernel
     from kernos.kernel.llm import BackendKind
     from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
+    from kernos.kernel.memory_records import GraphStoreSpec
     from kernos.kernel.syscalls import Provider, Stage
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.agents.plugin"),
     # The hazard classifier tool (an ONNX model from the registry).
     Builtin("kernos.plugins.hazard.plugin"),
+    # The schema of the simulated city's sensor readings (malformed ones are dead-lettered).
+    Builtin("kernos.plugins.sensors.plugin"),
     # `kernos console`: the Textual operator console (Textual loads only when it runs).
     Builtin("kernos.tui.plugin"),
 )
@@ -426,6 +429,30 @@ class PluginManager:
         self._collect("register_model_checks", add, check)
         return found
 
+    def event_schemas(self) -> list[EventSchema]:
+        """Collect every plugin's event schemas (one per topic across plugins), tagged with
+        their plugin."""
+        from dataclasses import replace
+
+        from kernos.kernel.events import EventSchema
+
+        found: list[EventSchema] = []
+
+        def check(item: Any) -> None:
+            if not isinstance(item, EventSchema):
+                raise InvalidInput(
+                    f"register_event_schemas expects EventSchema, got {type(item).__name__}"
+                )
+            if any(s.topic == item.topic for s in found):
+                raise DuplicateRegistration(f"topic {item.topic!r} has two event schemas")
+
+        def add(plugin: str, item: EventSchema) -> None:
+            found.append(replace(item, plugin=plugin))
+
+        self._collect("register_event_schemas", add, check)
+        failed = {info.name for info in self.failures()}
+        return [s for s in found if s.plugin not in failed]
+
     def triggers(self) -> list[Trigger]:
         """Collect every plugin's event triggers (names unique across plugins)."""
         from kernos.kernel.events import Trigger
@@ -489,6 +516,13 @@ class PluginManager:
         from kernos.kernel.memory import EmbedderSpec
 
         return self._named_specs("register_embedders", EmbedderSpec)
+
+    def graph_stores(self) -> list[GraphStoreSpec]:
+        """Collect the LangGraph stores plugins register (names unique), tagged with their
+        plugin."""
+        from kernos.kernel.memory_records import GraphStoreSpec
+
+        return self._named_specs("register_graph_stores", GraphStoreSpec)
 
     def _named_specs(self, hook_name: str, kind: type[Any]) -> list[Any]:
         from dataclasses import replace

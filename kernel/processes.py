@@ -26,6 +26,7 @@ from kernos.kernel.approvals import DEFAULT_APPROVER, ApprovalInfo, Approvals
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets
 from kernos.kernel.errors import (
     BudgetExceeded,
+    ConfigError,
     Conflict,
     InvalidInput,
     KernosError,
@@ -78,6 +79,7 @@ class ProcessManager:
         self._runners: dict[int, _Runner] = {}
         self._watch: dict[int, asyncio.Condition] = {}
         self._graphs: dict[str, Any] = {}
+        self._store: Any = None
         self._closing = False
         # Bounds how many processes step at once: a burst of spawns is accepted (committed)
         # at full speed while their first steps queue here instead of starving the loop.
@@ -501,9 +503,28 @@ class ProcessManager:
             tools = [KernelTool.from_spec(self._kernel.catalog.tools[name]) for name in spec.tools]
             model = self._kernel.chat_model()
             built = spec.build(AgentBuild(tools=list(tools), model=model))
-            graph = built.copy(update={"checkpointer": self._checkpointer})
+            update: dict[str, Any] = {"checkpointer": self._checkpointer}
+            if getattr(built, "store", None) is None:  # a store of the agent's own stays
+                update["store"] = self._graph_store()
+            graph = built.copy(update=update)
             self._graphs[spec.ref] = graph
         return graph
+
+    def _graph_store(self) -> Any:
+        """The LangGraph store ``KERNOS_GRAPH_STORE`` names (built once), or ``None``."""
+        name = self._kernel.settings.graph_store
+        if not name:
+            return None
+        if self._store is None:
+            specs = {s.name: s for s in self._kernel.plugins.graph_stores()}
+            if name not in specs:
+                known = ", ".join(sorted(specs)) or "none registered"
+                raise ConfigError(
+                    f"no LangGraph store named {name!r} (available: {known}); set "
+                    "KERNOS_GRAPH_STORE to one of them, or to an empty value for none"
+                )
+            self._store = specs[name].build(self._kernel)
+        return self._store
 
     async def _process_ref(
         self, info: ProcessInfo, *, asked: frozenset[str] = frozenset()

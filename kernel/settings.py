@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from kernos.kernel.errors import ConfigError
 from kernos.kernel.llm import BackendConfig
 from kernos.kernel.pluginmanager import parse_plugin_list
+from kernos.kernel.retention_policy import RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        env_nested_delimiter="__",  # KERNOS_RETENTION__JOURNAL__MAX_AGE=30d
     )
 
     home: Path = DEFAULT_HOME
@@ -158,6 +160,10 @@ class Settings(BaseSettings):
     """Which registered memory store holds long-term memory (``chroma``: embedded ChromaDB in
     ``home/memory``, or the server at ``memory_url``)."""
 
+    graph_store: str = "kernos"
+    """Which registered LangGraph store agent graphs get when compiled without one
+    (``kernos``: Kernos memory, every operation a governed syscall); empty for none."""
+
     memory_url: str | None = None
     """URL of a Chroma server (``http://host:8000``); unset: an embedded Chroma in ``home``."""
 
@@ -178,6 +184,11 @@ class Settings(BaseSettings):
 
     embedding_api_key: SecretStr | None = None
     """API key for that embeddings server; never logged."""
+
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    """How long checkpoints, the journal, idempotency records, dead letters and memory are
+    kept, and when audit ranges are archived (``[retention]`` in ``kernos.toml``,
+    ``KERNOS_RETENTION__…`` variables; docs/retention.md). Default: nothing is deleted."""
 
     @field_validator("home", mode="after")
     @classmethod
@@ -370,6 +381,8 @@ def _warn_unknown_environment() -> None:
     """A misspelled variable (KERNOS_DATABSE_URL) would otherwise be ignored silently."""
     known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
     for name in sorted(os.environ):
+        if name.split("__", 1)[0] in known:  # a nested setting: pydantic checks the rest
+            continue
         if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(_NOT_SETTINGS):
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

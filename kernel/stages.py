@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 
 from kernos.kernel import telemetry as names
 from kernos.kernel.clock import Clock
-from kernos.kernel.errors import ApprovalDenied, BudgetExceeded, KernosError, PolicyDenied
+from kernos.kernel.errors import (
+    ApprovalDenied,
+    BudgetExceeded,
+    Conflict,
+    KernosError,
+    PolicyDenied,
+)
 from kernos.kernel.identity import DEFAULT_TENANT, LOCAL_ADMIN
 from kernos.kernel.journal import JournalIndex, UsageBook, charge, statements
 from kernos.kernel.requests import REQUEST_ID
@@ -235,6 +241,8 @@ _OBJECTS: dict[SyscallKind, tuple[str, str]] = {
     SyscallKind.MEMORY_SEARCH: ("memory", "read"),
     SyscallKind.MEMORY_PUT: ("memory", "write"),
     SyscallKind.MEMORY_FORGET: ("memory", "write"),
+    SyscallKind.MEMORY_GET: ("memory", "read"),
+    SyscallKind.MEMORY_LIST: ("memory", "read"),
     SyscallKind.PROCESS_SPAWN: ("agent", "spawn"),
     SyscallKind.EVENT_EMIT: ("event", "write"),
 }
@@ -518,8 +526,14 @@ class JournalStage(Stage):
         }
         insert = statements(self._s.db.dialect).intent
         retry = statements(self._s.db.dialect).retry_intent
+        purged = statements(self._s.db.dialect).purged
 
         def job(session: Session) -> None:
+            if session.execute(purged, {"b_pid": call.process.pid}).first() is not None:
+                raise Conflict(
+                    f"process {call.process.pid} finished and its journal was purged by "
+                    "retention; a purged process makes no more syscalls"
+                )
             if session.execute(insert, values).rowcount == 0:  # type: ignore[attr-defined]
                 # Interrupted mid-effect before: run again under the same key (the receiving
                 # system deduplicates), without a second intent record.

@@ -53,6 +53,8 @@ class SyscallKind(StrEnum):
     MEMORY_SEARCH = "memory.search"
     MEMORY_PUT = "memory.put"
     MEMORY_FORGET = "memory.forget"
+    MEMORY_GET = "memory.get"
+    MEMORY_LIST = "memory.list"
     PROCESS_SPAWN = "process.spawn"
     EVENT_EMIT = "event.emit"
 

@@ -189,6 +189,52 @@ class ChromaStore(MemoryStore):
         collection = self._collection(scope, create=False)
         return 0 if collection is None else int(collection.count())
 
+    def get(
+        self,
+        scope: MemoryScope,
+        *,
+        ids: Sequence[str] | None,
+        where: Where | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[MemoryHit]:
+        """Documents by id and/or filter, in Chroma's order."""
+        collection = self._collection(scope, create=False)
+        if collection is None:
+            return []
+        try:
+            found = collection.get(
+                ids=list(ids) if ids is not None else None,
+                where=where,
+                limit=limit,
+                offset=offset or None,
+                include=["documents", "metadatas"],
+            )
+        except Exception as exc:
+            raise _invalid_filter(exc, where) from exc
+        ids_found: list[str] = found["ids"]
+        documents = found.get("documents") or [""] * len(ids_found)
+        metadatas = found.get("metadatas") or [None] * len(ids_found)
+        return [
+            MemoryHit(id=i, text=d or "", metadata=dict(m or {}))
+            for i, d, m in zip(ids_found, documents, metadatas, strict=True)
+        ]
+
+    def collections(self, tenant: str, *, agent: str | None) -> list[str]:
+        """The scope's collections with documents, found by the scope kept in each Chroma
+        collection's metadata (one listing of the client's collections)."""
+        names = set()
+        for found in self._client.list_collections():
+            meta = found.metadata or {}
+            if (
+                meta.get("kernos_tenant") == tenant
+                and (meta.get("kernos_agent") or None) == agent
+                and meta.get("kernos_collection")
+                and found.count() > 0
+            ):
+                names.add(str(meta["kernos_collection"]))
+        return sorted(names)
+
     def close(self) -> None:
         """Forget cached collection handles (the client itself holds no open sockets)."""
         with self._lock:

@@ -1,9 +1,9 @@
 """Long-term memory as an essential built-in plugin.
 
-It registers the ``chroma`` store, the ``minilm`` and ``openai`` embedders and the ``memory``
-command. Nothing heavy is imported here: chromadb, onnxruntime and the model load the first
-time memory is used, so a kernel (and ``kernos --help``) that never touches memory pays
-nothing for it.
+It registers the ``chroma`` store, the ``minilm`` and ``openai`` embedders, the ``kernos``
+LangGraph store and the ``memory`` command. Nothing heavy is imported here: chromadb,
+onnxruntime and the model load the first time memory is used, so a kernel (and
+``kernos --help``) that never touches memory pays nothing for it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from kernos.kernel.cli.lazy import LazyCommand
 from kernos.kernel.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from kernos.kernel.kernel import Kernel
     from kernos.kernel.memory import Embedder, EmbedderSpec, MemoryStore, MemoryStoreSpec
+    from kernos.kernel.memory_records import GraphStoreSpec
     from kernos.kernel.settings import Settings
+    from kernos.memory.store import KernosStore
 
 
 def _chroma(settings: Settings, embedder: Embedder) -> MemoryStore:
@@ -52,6 +55,20 @@ def register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
 
     register(EmbedderSpec("minilm", _minilm, "all-MiniLM-L6-v2, int8 ONNX, offline"))
     register(EmbedderSpec("openai", _openai, "any OpenAI-compatible /v1/embeddings server"))
+
+
+def _kernos_store(kernel: Kernel) -> KernosStore:
+    from kernos.memory.store import KernosStore
+
+    return KernosStore(clock=kernel.clock.now)
+
+
+@hookimpl
+def register_graph_stores(register: Callable[[GraphStoreSpec], None]) -> None:
+    """``kernos``: LangGraph's store on Kernos memory, each operation a governed syscall."""
+    from kernos.kernel.memory_records import GraphStoreSpec
+
+    register(GraphStoreSpec("kernos", _kernos_store, "Kernos memory, private to each agent"))
 
 
 @hookimpl

@@ -46,6 +46,7 @@ OBJECT_KINDS = frozenset(
         "policy",
         "key",
         "metrics",
+        "retention",
     }
 )
 """The ``KIND`` of an object ``KIND:NAME``."""

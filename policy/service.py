@@ -181,8 +181,9 @@ def policy_services(kernel: Kernel) -> PolicyServices:
 
 def agent_manifest(kernel: Kernel) -> Callable[[str], frozenset[tuple[str, str]] | None]:
     """What an agent may do when the policy says nothing about it: its declared tools, the
-    model, asking a human, emitting events, spawning children and using long-term memory
-    (each still needs the owner's grant too). Built once per agent spec: it is asked on
+    model, asking a human, emitting events, spawning children, its own private memory
+    (``memory:@AGENT/*``) and the shared collections it declared (``AgentSpec.memory``) —
+    each still needs the owner's grant too. Built once per agent spec: it is asked on
     every syscall."""
     common = frozenset(
         {
@@ -190,8 +191,6 @@ def agent_manifest(kernel: Kernel) -> Callable[[str], frozenset[tuple[str, str]]
             ("approval:*", "write"),
             ("event:*", "write"),
             ("agent:*", "spawn"),
-            ("memory:*", "read"),
-            ("memory:*", "write"),
         }
     )
     built: dict[str, tuple[AgentSpec, frozenset[tuple[str, str]]]] = {}
@@ -202,7 +201,11 @@ def agent_manifest(kernel: Kernel) -> Callable[[str], frozenset[tuple[str, str]]
             return None
         cached = built.get(agent)
         if cached is None or cached[0] is not spec:  # a catalog change replaces the spec
-            cached = built[agent] = (spec, common | {(f"tool:{t}", "call") for t in spec.tools})
+            memory = (f"@{spec.name}/*", *spec.memory)
+            grants = {(f"tool:{t}", "call") for t in spec.tools} | {
+                (f"memory:{m}", action) for m in memory for action in ("read", "write")
+            }
+            cached = built[agent] = (spec, common | grants)
         return cached[1]
 
     return manifest

@@ -116,11 +116,25 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+class RejectedEvent(BaseModel):
+    """An event its topic's schema refused: stored and dead-lettered, delivered to nobody."""
+
+    index: int
+    """Its position in the batch."""
+    id: str
+    reason: str
+
+
 class EventsAccepted(BaseModel):
-    """What the kernel committed: every event of the batch (new or already known)."""
+    """What the kernel committed: every event of the batch (new or already known), the ones
+    its topic's schema refused included (they are in the dead-letter queue, with the reason)."""
 
     accepted: int
+    """Events committed and delivered (new or already known), refused ones not counted."""
     ids: list[str]
+    """The id of every event of the batch, in order (refused ones too)."""
+    rejected: list[RejectedEvent] = []
+    """Events refused by their topic's schema (``sensor.bin.fill`` checks readings)."""
 
 
 @router.post(
@@ -142,7 +156,9 @@ async def publish_events(
 ) -> EventsAccepted:
     """Commit a batch of up to 10,000 events in one transaction, then deliver them to
     subscribers and triggers. 413 past the limit, 429 with ``Retry-After`` past the tenant's
-    rate; a retried batch is safe (idempotent per event id)."""
+    rate; a retried batch is safe (idempotent per event id). An event its topic's schema
+    refuses (a malformed ``sensor.bin.fill`` reading, say) does not fail the batch: it is
+    listed under ``rejected`` with the reason and kept in the dead-letter queue."""
     raw = await request.body()
     try:
         # Straight from the bytes: pydantic-core parses and validates in one pass, and stops
@@ -166,7 +182,7 @@ async def publish_events(
     limiter.take(principal.tenant, len(events))
     now = kernel.clock.now()  # stamped here: the bus would copy every event to stamp it
     caller = principal.subject
-    stored = await kernel.events.publish_many(
+    published = await kernel.events.publish_batch(
         [
             Event(
                 **({"id": event_id} if (event_id := e.get("id")) else {}),
@@ -180,4 +196,12 @@ async def publish_events(
             for e in events
         ]
     )
-    return EventsAccepted(accepted=len(stored), ids=[e.id for e in stored])
+    stored = published.stored
+    return EventsAccepted(
+        accepted=len(stored) - len(published.rejected),
+        ids=[e.id for e in stored],
+        rejected=[
+            RejectedEvent(index=i, id=stored[i].id, reason=reason)
+            for i, reason in sorted(published.rejected.items())
+        ],
+    )

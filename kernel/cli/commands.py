@@ -39,3 +39,9 @@ def register_commands(register: Callable[[LazyCommand], None]) -> None:
     register(
         LazyCommand("edge", "kernos.kernel.cli.edge:edge", "Run the edge agent (kernos-edge).")
     )
+    register(
+        LazyCommand(
+            "retention", "kernos.kernel.cli.retention:retention", "Show and run data retention."
+        )
+    )
+    register(LazyCommand("top", "kernos.kernel.cli.top:top", "Summarize a running kernel."))

@@ -8,11 +8,13 @@ names and patterns are ``topics``, the records ``records``.
 
 from __future__ import annotations
 
-from kernos.kernel.events.bus import EventBus
+from kernos.kernel.events.bus import EventBus, Published
 from kernos.kernel.events.records import (
+    REJECTED,
     DeadLetter,
     Event,
     EventHandler,
+    EventSchema,
     InputMap,
     Spawner,
     Trigger,
@@ -22,12 +24,15 @@ from kernos.kernel.events.topics import check_pattern, check_topic, topic_matche
 
 __all__ = [
     "BUS_PRINCIPAL",
+    "REJECTED",
     "DeadLetter",
     "DeliveryStatus",
     "Event",
     "EventBus",
     "EventHandler",
+    "EventSchema",
     "InputMap",
+    "Published",
     "Spawner",
     "Trigger",
     "check_pattern",

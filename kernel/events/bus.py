@@ -24,14 +24,22 @@ import logging
 import random
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import Conflict, InvalidInput
-from kernos.kernel.events.records import DeadLetter, Event, EventHandler, Spawner, Trigger
+from kernos.kernel.events.records import (
+    REJECTED,
+    DeadLetter,
+    Event,
+    EventHandler,
+    EventSchema,
+    Spawner,
+    Trigger,
+)
 from kernos.kernel.events.store import BUS_PRINCIPAL, Claim, EventStore
 from kernos.kernel.events.topics import check_pattern, topic_matches
 from kernos.kernel.identity import Principal, check_name
@@ -41,6 +49,16 @@ from kernos.kernel.syscalls import AuditSink
 log = logging.getLogger(__name__)
 
 _ERROR_MAX = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What ``publish_batch`` committed."""
+
+    stored: list[Event]
+    """Every event as stored (a known id yields the event stored first)."""
+    rejected: dict[int, str]
+    """Position in the batch → why its topic's schema refused it (stored, dead-lettered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +115,7 @@ class EventBus:
         self._backoff_max = backoff_max
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
         self._subs: dict[str, _Subscription] = {}
+        self._schemas: dict[str, EventSchema] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         self._helpers: set[asyncio.Task[Any]] = set()
@@ -219,25 +238,57 @@ class EventBus:
         return (await self.publish_many([event]))[0]
 
     async def publish_many(self, events: Sequence[Event]) -> list[Event]:
-        """Publish events in one transaction (see ``publish``); returns them as stored."""
+        """Publish events in one transaction (see ``publish``); returns them as stored.
+
+        An event its topic's schema refuses is stored and dead-lettered (see ``add_schema``);
+        ``publish_batch`` also says which ones were."""
+        return (await self.publish_batch(events)).stored
+
+    async def publish_batch(self, events: Sequence[Event]) -> Published:
+        """``publish_many``, also returning the events refused by their topic's schema (by
+        position in ``events``, with the reason): stored and dead-lettered, never delivered."""
         if not events:
-            return []
+            return Published(stored=[], rejected={})
         now = self._clock.now()
-        stamped = [e if e.time is not None else replace(e, time=now) for e in events]
-        plans = [(e, [s.key for s in self._subs.values() if s.matches(e)]) for e in stamped]
-        stored, new = await self._store.insert(plans, now)
+        plans, rejected = self._plans(events, now)
+        stored, new = await self._store.insert(plans, now, rejected=rejected)
         for delivery_id in new:
             self._schedule(delivery_id)
-        return stored
+        by_position = {i: rejected[e.id] for i, e in enumerate(events) if e.id in rejected}
+        return Published(stored=stored, rejected=by_position)
 
     def publish_in(self, session: Session, events: Sequence[Event]) -> list[int]:
         """Stage ``events`` inside a writer job that is already open, so they commit with the
         job's other writes; returns the new deliveries' ids, to hand to ``dispatch`` once the
         job has committed (until then nothing delivers them; after a crash, ``start`` does)."""
         now = self._clock.now()
+        plans, rejected = self._plans(events, now)
+        return self._store.insert_in(session, plans, now, rejected=rejected)[1]
+
+    def add_schema(self, schema: EventSchema) -> None:
+        """Check every event published on ``schema.topic`` from now on: one it refuses is
+        stored with a dead letter naming the problems (subscriber ``kernos.rejected``) and
+        reaches no subscriber or trigger. ``Conflict`` if the topic has a schema already."""
+        if schema.topic in self._schemas:
+            owner = self._schemas[schema.topic].plugin or "another plugin"
+            raise Conflict(f"topic {schema.topic!r} already has a schema from {owner}")
+        self._schemas[schema.topic] = schema
+
+    def _plans(
+        self, events: Sequence[Event], now: datetime
+    ) -> tuple[list[tuple[Event, list[str]]], dict[str, str]]:
         stamped = [e if e.time is not None else replace(e, time=now) for e in events]
-        plans = [(e, [s.key for s in self._subs.values() if s.matches(e)]) for e in stamped]
-        return self._store.insert_in(session, plans, now)[1]
+        rejected: dict[str, str] = {}
+        plans: list[tuple[Event, list[str]]] = []
+        schemas = self._schemas
+        for e in stamped:
+            schema = schemas.get(e.topic) if schemas else None
+            if schema is not None and (problems := schema.problems(e.data)):
+                rejected[e.id] = "; ".join(problems)[:_ERROR_MAX]
+                plans.append((e, [REJECTED]))
+                continue
+            plans.append((e, [s.key for s in self._subs.values() if s.matches(e)]))
+        return plans, rejected
 
     def dispatch(self, delivery_ids: Iterable[int]) -> None:
         """Start delivering what ``publish_in`` staged, once its transaction has committed."""

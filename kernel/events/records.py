@@ -166,6 +166,36 @@ class Trigger:
         return self.input_map(event)
 
 
+REJECTED = "kernos.rejected"
+"""The pseudo-subscriber of events refused by their topic's schema: each is stored with a
+dead-lettered delivery to it, so operators find it, with its reason, in the dead-letter queue."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSchema:
+    """What events on ``topic`` must look like to be accepted.
+
+    ``check(data)`` returns the problems of an event's ``data`` (empty when it is fine). A
+    refused event is not dropped: it is stored and dead-lettered with the problems as its
+    error, and nothing is delivered or triggered for it.
+    """
+
+    topic: str
+    check: Callable[[dict[str, Any]], list[str]]
+    description: str = ""
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        check_topic(self.topic)
+
+    def problems(self, data: dict[str, Any]) -> list[str]:
+        """``check(data)``, with a failing check reported as a problem rather than raised."""
+        try:
+            return list(self.check(data))
+        except Exception as exc:  # a plugin's bug refuses the event, never the whole batch
+            return [f"the {self.topic} check failed: {type(exc).__name__}: {exc}"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetter:
     """A delivery that failed every attempt, as operators inspect it."""

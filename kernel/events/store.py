@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
 from kernos.kernel.errors import Conflict, InvalidInput, NotFound
-from kernos.kernel.events.records import DeadLetter, Event
+from kernos.kernel.events.records import REJECTED, DeadLetter, Event
 from kernos.kernel.storage.database import Database
 from kernos.kernel.storage.models import (
     DeadLetterRow,
@@ -40,6 +40,7 @@ BUS_PRINCIPAL = "kernel"
 
 _CHUNK = 500
 _AUDIT_TOPICS = 20  # topics named in a batch's audit record; the rest are in the events
+_AUDIT_REJECTED = 20  # refused events named (with their reasons) in a batch's audit record
 """Event ids per ``IN (...)`` look-up (well under SQLite's bound-parameter limit)."""
 
 
@@ -222,7 +223,11 @@ class EventStore:
     # -- Publishing -----------------------------------------------------------------------
 
     async def insert(
-        self, plans: list[tuple[Event, list[str]]], now: datetime
+        self,
+        plans: list[tuple[Event, list[str]]],
+        now: datetime,
+        *,
+        rejected: dict[str, str] | None = None,
     ) -> tuple[list[Event], list[int]]:
         """Commit new events with a pending delivery per subscriber key, audited.
 
@@ -230,13 +235,24 @@ class EventStore:
         and no deliveries) and the ids of the new deliveries. ``NotFound`` for an unknown
         tenant.
         """
-        return await self._db.write(lambda session: self.insert_in(session, plans, now))
+        return await self._db.write(
+            lambda session: self.insert_in(session, plans, now, rejected=rejected)
+        )
 
     def insert_in(
-        self, session: Session, plans: list[tuple[Event, list[str]]], now: datetime
+        self,
+        session: Session,
+        plans: list[tuple[Event, list[str]]],
+        now: datetime,
+        *,
+        rejected: dict[str, str] | None = None,
     ) -> tuple[list[Event], list[int]]:
         """``insert`` inside a writer job that is already open, so events commit with the
-        caller's other writes (a process's finish and its ``process.finished`` event)."""
+        caller's other writes (a process's finish and its ``process.finished`` event).
+
+        ``rejected`` (event id → reason) are events their topic's schema refused: planned with
+        the one subscriber ``REJECTED``, their delivery is stored dead with a dead letter that
+        keeps the reason, and it is not among the returned ids to dispatch."""
         names = {event.tenant for event, _ in plans}
         found = session.execute(
             select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
@@ -308,10 +324,76 @@ class EventStore:
             for seq, (_, keys, _) in zip(seqs, fresh, strict=True)
             for key in keys
         ]
+        if rejected:  # deliveries are in the order of ``fresh`` and its keys
+            pairs = ((event, key) for event, keys, _ in fresh for key in keys)
+            for delivery, (event, key) in zip(deliveries, pairs, strict=True):
+                dead = key == REJECTED  # every row gets the same columns: one executemany
+                delivery["last_error"] = rejected[event.id] if dead else None
+                if dead:
+                    delivery["status"] = DeliveryStatus.DEAD.value
         new = _insert_ids(session, EventDeliveryRow.id, deliveries) if deliveries else []
+        if rejected:
+            new = self._dead_on_arrival(session, fresh, deliveries, new, rejected, now)
         for record in _published_records(fresh):
             self.audit_sink.append(session, record)
         return stored, new
+
+    def _dead_on_arrival(
+        self,
+        session: Session,
+        fresh: list[tuple[Event, list[str], int]],
+        deliveries: list[dict[str, Any]],
+        ids: list[int],
+        rejected: dict[str, str],
+        now: datetime,
+    ) -> list[int]:
+        """Dead letters for the refused events' deliveries (with one audit record per tenant);
+        the ids of the other deliveries, to dispatch."""
+        letters: list[dict[str, Any]] = []
+        refused: dict[str, list[tuple[Event, str]]] = {}
+        position = 0
+        keep: list[int] = []
+        tenant_of = {event.id: tenant_id for event, _, tenant_id in fresh}
+        by_event = {event.id: event for event, _, _ in fresh}
+        for event, keys, _ in fresh:
+            for key in keys:
+                delivery_id = ids[position]
+                position += 1
+                if key != REJECTED:
+                    keep.append(delivery_id)
+                    continue
+                reason = rejected[event.id]
+                letters.append(
+                    {
+                        "delivery_id": delivery_id,
+                        "tenant_id": tenant_of[event.id],
+                        "subscriber": REJECTED,
+                        "attempts": 0,
+                        "error": reason,
+                        "created_at": now,
+                    }
+                )
+                refused.setdefault(event.tenant, []).append((by_event[event.id], reason))
+        if letters:
+            session.execute(insert(DeadLetterRow), letters)
+        for tenant, items in refused.items():
+            self.audit_sink.append(
+                session,
+                AuditRecord(
+                    event="event.rejected",
+                    tenant=tenant,
+                    principal=items[0][0].source,
+                    target=items[0][0].topic,
+                    args={
+                        "events": len(items),
+                        "ids": [e.id for e, _ in items[:_AUDIT_REJECTED]],
+                        "reasons": [r for _, r in items[:_AUDIT_REJECTED]],
+                    },
+                    summary=f"{len(items)} events refused by their topic's schema",
+                    decision="deny",
+                ),
+            )
+        return keep
 
     # -- Delivering -----------------------------------------------------------------------
 
@@ -521,6 +603,11 @@ class EventStore:
                 where = f" in tenant {tenant!r}" if tenant is not None else ""
                 raise NotFound(f"no dead letter {dead_letter_id}{where}")
             dead, event_row, tenant_name = found
+            if dead.subscriber == REJECTED:
+                raise Conflict(
+                    f"dead letter {dead_letter_id} is an event its topic's schema refused "
+                    f"({dead.error}); replaying cannot fix it: publish a corrected event"
+                )
             if dead.replayed_at is not None:
                 raise Conflict(
                     f"dead letter {dead_letter_id} was already replayed by {dead.replayed_by}"

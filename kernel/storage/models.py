@@ -124,6 +124,9 @@ class ProcessRow(Base):
     """Idempotency key of the spawn (trigger + event, parent syscall, API key): one process."""
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     """Where a signed ``process.finished`` notification goes when the process ends."""
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When retention purged this finished process's checkpoints or journal (migration
+    0013): from then on the checkpointer and the journal refuse every write for it."""
 
 
 class SyscallRow(Base):

@@ -384,7 +384,7 @@ async def test_the_dead_letter_queue_over_http(kernos_home: Path) -> None:
     try:
         kernel.events.subscribe("sensor.#", flaky, name="router")
         await kernel.events.publish(
-            Event(id="e1", topic="sensor.bin.fill", tenant="default", source="test", data={})
+            Event(id="e1", topic="sensor.bin.alarm", tenant="default", source="test", data={})
         )
         await kernel.events.drain()
         headers = {"Authorization": f"Bearer {read_admin_token(kernos_home)}"}

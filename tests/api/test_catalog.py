@@ -64,7 +64,11 @@ async def test_events_are_ingested_in_batches_idempotently(api: Api) -> None:
     api.kernel.events.subscribe("sensor.bin.*", handler, name="bin-watch")
     batch = {
         "events": [
-            {"id": f"e-{i}", "topic": "sensor.bin.fill", "data": {"bin": i, "level": 0.5}}
+            {
+                "id": f"e-{i}",
+                "topic": "sensor.bin.fill",
+                "data": {"bin": i, "level": 0.5, "temp_c": 12.0, "voc_ppm": 1.0, "ts": 60.0 * i},
+            }
             for i in range(50)
         ]
     }

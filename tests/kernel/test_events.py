@@ -546,8 +546,9 @@ async def test_a_spawn_interrupted_after_its_commit_is_not_repeated(kernel, kern
 
 
 async def test_the_kernels_own_bus_runs_plugin_triggers(kernel: Kernel) -> None:
+    reading = {"bin": 17, "level": 0.93, "temp_c": 12.0, "voc_ppm": 1.0, "ts": 3600.0}
     event = Event(
-        id="bin-17-full", topic="sensor.bin.fill", tenant="default", source="test", data={"bin": 17}
+        id="bin-17-full", topic="sensor.bin.fill", tenant="default", source="test", data=reading
     )
     await kernel.events.publish(event)
     await kernel.events.publish(event)  # idempotent: the same id again

@@ -68,7 +68,14 @@ def build_archivist(spec: AgentBuild) -> Any:
 class Agents:
     @hookimpl
     def register_agents(self, register: Any) -> None:
-        register(AgentSpec(name="archivist", description="Remembers.", build=build_archivist))
+        register(
+            AgentSpec(
+                name="archivist",
+                description="Remembers.",
+                build=build_archivist,
+                memory=("journal",),  # shared; its private collections need no declaration
+            )
+        )
 
 
 async def start(settings: Settings, *extra: tuple[object, str]) -> Kernel:

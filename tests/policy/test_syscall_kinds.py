@@ -118,7 +118,17 @@ class Agents:
             ("recalling-agent", recall, ()),
             ("forgetting-agent", forget, ()),
         ):
-            register(AgentSpec(name=name, description=name, build=one_node(action), tools=tools))
+            # The memory agents declare the shared collection they use (their manifest).
+            memory = ("notes",) if action in (remember, recall, forget) else ()
+            register(
+                AgentSpec(
+                    name=name,
+                    description=name,
+                    build=one_node(action),
+                    tools=tools,
+                    memory=memory,
+                )
+            )
 
 
 @pytest.fixture

@@ -276,7 +276,7 @@ async def test_dead_letters_are_listed_and_replayed(live_kernel) -> None:
     kernel = live_kernel.kernel
     kernel.events.subscribe("sensor.#", flaky, name="router")
     await kernel.events.publish(
-        Event(id="e1", topic="sensor.bin.fill", tenant="default", source="test", data={})
+        Event(id="e1", topic="sensor.bin.alarm", tenant="default", source="test", data={})
     )
     await kernel.events.drain()
     app = live_kernel.app(start="events")
