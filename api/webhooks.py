@@ -27,16 +27,29 @@ import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kernos.api.schemas import ProcessPublic
+from kernos.kernel import telemetry as names
 from kernos.kernel.errors import ConfigError, InvalidInput
+from kernos.kernel.genai import inject
 from kernos.kernel.processes import FINISHED_TOPIC, TERMINAL
 from kernos.kernel.storage.models import ProcessRow, TenantRow, WebhookDeliveryRow
 
@@ -143,6 +156,9 @@ def verify_signature(
         raise InvalidInput("webhook signature does not match the body")
 
 
+_TRACES_KEPT = 10_000  # runs whose webhook is pending, whose trace is kept
+
+
 class WebhookNotifier:
     """The event-bus subscriber that POSTs a run's result to its webhook, signed.
 
@@ -155,6 +171,18 @@ class WebhookNotifier:
         self._allow_private = kernel.settings.webhook_allow_private
         self._master = master_key(kernel.settings.home)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # The trace each async run was started in, until its webhook is delivered (in memory:
+        # after a restart a delivery starts a trace of its own).
+        self._traces: OrderedDict[int, SpanContext] = OrderedDict()
+
+    def remember_trace(self, pid: int) -> None:
+        """Deliver ``pid``'s webhook in the current trace (the ``POST /v1/runs`` request's,
+        which carries the caller's ``traceparent``)."""
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            self._traces[pid] = context
+            while len(self._traces) > _TRACES_KEPT:
+                self._traces.popitem(last=False)
 
     def secret(self, tenant: str) -> str:
         """The signing secret of ``tenant``."""
@@ -218,15 +246,41 @@ class WebhookNotifier:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
+        parent = self._traces.get(pid)
+        target = urlsplit(url)
+        span = self._kernel.telemetry.tracer.start_span(
+            names.SPAN_WEBHOOK,
+            # No remembered trace: a trace of its own, not whatever the bus task inherited.
+            context=trace.set_span_in_context(
+                NonRecordingSpan(parent or INVALID_SPAN_CONTEXT), Context()
+            ),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "server.address": target.hostname or "",
+                names.ATTR_PID: pid,
+                names.ATTR_TENANT: event.tenant,
+                "kernos.webhook.attempt": attempts + 1,
+            },
+        )
+        inject(headers, trace.set_span_in_context(span))
         try:
             response = await self._client.post(url, content=body, headers=headers)
             status = response.status_code
+            span.set_attribute("http.response.status_code", status)
             if not 200 <= status < 300:
                 # The status only: the receiver's body could be anything an internal service
                 # answers, and the delivery record is readable by the tenant.
                 error = f"HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            span.set_attribute("error.type", type(exc).__name__)
+        finally:
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
+            span.end()
+        if error is None:
+            self._traces.pop(pid, None)
         elapsed = (time.perf_counter() - started) * 1000
         now = self._kernel.clock.now()
 

@@ -200,6 +200,10 @@ class KernosClient:
         result: dict[str, Any] = self._json("GET", "/healthz")
         return result
 
+    def metrics(self) -> str:
+        """``GET /metrics``: the Prometheus text exposition (the caller's tenant)."""
+        return self._request("GET", "/metrics").text
+
     def run(
         self,
         agent: str,

@@ -136,7 +136,7 @@ class Kernel:
         self.clock = clock or SystemClock()
         self.plugins = plugins or PluginManager(load_plugins=settings.load_plugins)
         self._owns_telemetry = telemetry is None
-        self.telemetry = telemetry or Telemetry()
+        self.telemetry = telemetry or Telemetry(tracing=settings.tracing)
         self.version = kernos_version()
         self.db = Database(settings, telemetry=self.telemetry)
         self.identity = IdentityStore(self.db, self.clock)
@@ -187,7 +187,9 @@ class Kernel:
         """Bring the kernel up; on any failure, undo what was done and re-raise."""
         if self._running:
             return
-        with self.telemetry.tracer.start_as_current_span(names.SPAN_KERNEL_START):
+        # Not made current: tasks started here (the API server, the event bus, re-attached
+        # processes) would inherit it, and every later request and run join start-up's trace.
+        with self.telemetry.tracer.start_span(names.SPAN_KERNEL_START):
             self.plugins.load()
             self.catalog = self.plugins.catalog()
             self._started_at = self.clock.now()
@@ -389,6 +391,8 @@ class Kernel:
         if not configs:
             return
         backends = build_backends(configs, self.plugins.llm_backend_kinds())
+        if self.telemetry.genai.capture_content:  # captured prompts are masked with these
+            self.telemetry.content_detectors = self.plugins.redactors()
         chosen = next((c for c in configs if c.name == "default"), configs[0])
         self._default_backend = chosen.name
         self._default_model = chosen.model or chosen.name

@@ -20,6 +20,7 @@ from kernos.kernel.errors import BackendError, ConfigError
 
 if TYPE_CHECKING:
     from kernos.kernel.settings import Settings
+    from kernos.kernel.telemetry import Telemetry
 
 __all__ = [
     "BackendConfig",
@@ -140,6 +141,9 @@ class LLMBackend(ABC):
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self.telemetry: Telemetry | None = None
+        """The kernel's telemetry, set by the scheduler: backends that make HTTP calls open
+        GenAI client spans with it and send their ``traceparent``."""
 
     @property
     def name(self) -> str:

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Threshold of the kernel's log."""
 
+    tracing: bool = True
+    """Record Kernos's spans (``false``: none, at no cost; metrics stay). Export goes where
+    OpenTelemetry's ``OTEL_EXPORTER_OTLP_*`` variables say (docs/observability.md)."""
+
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     """SQLite ``synchronous`` pragma. FULL survives power loss; NORMAL only process crashes."""
 

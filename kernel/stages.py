@@ -150,6 +150,9 @@ def _record(call: Syscall, event: str, **fields: Any) -> AuditRecord:
 # -- Stages -------------------------------------------------------------------------------
 
 
+_SYSCALL_SPANS: dict[SyscallKind, str] = {}
+
+
 class TraceStage(Stage):
     """Opens the syscall span first, so everything after it carries the trace id."""
 
@@ -161,14 +164,21 @@ class TraceStage(Stage):
         self._count = telemetry.instrument(names.SYSCALLS)
 
     async def handle(self, call: Syscall, proceed: Proceed) -> SyscallResult:
-        span_name = names.span_name(names.SPAN_SYSCALL, **{names.ATTR_SYSCALL_KIND: call.kind})
+        span_name = _SYSCALL_SPANS.get(call.kind)
+        if span_name is None:
+            span_name = _SYSCALL_SPANS[call.kind] = names.span_name(
+                names.SPAN_SYSCALL, **{names.ATTR_SYSCALL_KIND: call.kind}
+            )
         started = time.perf_counter()
         outcome = "ok"
-        with self._telemetry.tracer.start_as_current_span(span_name) as span:
-            span.set_attribute(names.ATTR_SYSCALL_KIND, call.kind.value)
-            span.set_attribute(names.ATTR_PID, call.process.pid)
-            span.set_attribute(names.ATTR_TENANT, call.process.tenant)
-            span.set_attribute(names.ATTR_AGENT, call.process.agent)
+        # Attributes given at the start: one call instead of one (locked) set per attribute.
+        attributes = {
+            names.ATTR_SYSCALL_KIND: call.kind.value,
+            names.ATTR_PID: call.process.pid,
+            names.ATTR_TENANT: call.process.tenant,
+            names.ATTR_AGENT: call.process.agent,
+        }
+        with self._telemetry.tracer.start_as_current_span(span_name, attributes=attributes) as span:
             call.trace_id = _trace_id(span)
             try:
                 result = await proceed(call)
@@ -190,6 +200,11 @@ class TraceStage(Stage):
                 raise
             finally:
                 attrs = {names.ATTR_SYSCALL_KIND: call.kind.value, "outcome": outcome}
+                # Tools and models are registered (few), so they may label a series.
+                if call.kind is SyscallKind.TOOL_CALL:
+                    attrs["gen_ai.tool.name"] = call.target
+                elif call.kind is SyscallKind.LLM_CHAT:
+                    attrs["gen_ai.request.model"] = call.target
                 self._duration.record(time.perf_counter() - started, attrs)
                 self._count.add(1, attrs)
                 span.set_attribute("kernos.outcome", outcome)
@@ -628,15 +643,17 @@ class ExecuteStage(Stage):
         if span_name is None:
             return await asyncio.wait_for(call.executor(call), timeout)
         started = time.perf_counter()
-        with self._telemetry.tracer.start_as_current_span(span_name) as span:
-            span.set_attribute("gen_ai.operation.name", operation or "")
-            if call.kind is SyscallKind.TOOL_CALL:
-                span.set_attribute("gen_ai.tool.name", call.target)
-                span.set_attribute("gen_ai.tool.call.id", call.key)
-            else:
-                span.set_attribute("gen_ai.request.model", call.target)
+        attributes: dict[str, Any] = {"gen_ai.operation.name": operation or ""}
+        if call.kind is SyscallKind.TOOL_CALL:
+            attributes["gen_ai.tool.name"] = call.target
+            attributes["gen_ai.tool.call.id"] = call.key
+        else:
+            attributes["gen_ai.request.model"] = call.target
+        with self._telemetry.tracer.start_as_current_span(span_name, attributes=attributes) as span:
             result = await asyncio.wait_for(call.executor(call), timeout)
             attrs = {"gen_ai.operation.name": operation or ""}
+            if call.kind is SyscallKind.LLM_CHAT:
+                attrs["gen_ai.request.model"] = call.target
             # The LLM scheduler records its calls itself, with backend, tenant and process.
             accounted = bool(call.attributes.get(LLM_ACCOUNTED))
             if not accounted:

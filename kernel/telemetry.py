@@ -33,6 +33,7 @@ SPAN_SYSCALL = "kernos.syscall {kernos.syscall.kind}"
 SPAN_PROCESS_STEP = "kernos.process.step {kernos.agent.name}"
 SPAN_KERNEL_START = "kernos.kernel.start"
 SPAN_STORAGE_COMMIT = "kernos.storage.commit"
+SPAN_WEBHOOK = "kernos.webhook.deliver"
 
 SPAN_NAMES: tuple[str, ...] = (
     SPAN_CHAT,
@@ -43,6 +44,7 @@ SPAN_NAMES: tuple[str, ...] = (
     SPAN_PROCESS_STEP,
     SPAN_KERNEL_START,
     SPAN_STORAGE_COMMIT,
+    SPAN_WEBHOOK,
 )
 
 
@@ -130,6 +132,15 @@ SCHEDULER_INFLIGHT = MetricSpec(
     unit="{request}",
     description="LLM requests running on a backend, by backend.",
 )
+SCHEDULER_IDLE_CAPACITY = MetricSpec(
+    name="kernos.scheduler.idle_capacity",
+    kind="updown_counter",
+    unit="{request}",
+    description=(
+        "Free request slots per backend: its concurrency minus requests in flight (below zero "
+        "just after a backend was resized down)."
+    ),
+)
 SCHEDULER_QUEUE_WAIT = MetricSpec(
     name="kernos.scheduler.queue_wait",
     kind="histogram",
@@ -192,6 +203,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SYSCALLS,
     SCHEDULER_QUEUE_DEPTH,
     SCHEDULER_INFLIGHT,
+    SCHEDULER_IDLE_CAPACITY,
     SCHEDULER_QUEUE_WAIT,
     SCHEDULER_ATTEMPTS,
     BREAKER_STATE,
@@ -203,12 +215,24 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenAIOptions:
+    """How GenAI spans are recorded (``kernos.kernel.genai``): attribute names and content."""
+
+    latest: bool = False
+    """Latest experimental GenAI attribute names
+    (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``)."""
+    capture_content: bool = False
+    """Record prompts and completions, masked
+    (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``)."""
+
+
 class Telemetry:
     """The tracer and meter of one kernel, with every declared instrument created once.
 
     ``span_processors`` and ``metric_readers`` decide where data goes (tests pass in-memory
-    ones; the observability issue adds Prometheus and OTLP). With ``enabled=False`` the
-    tracer and meter are OpenTelemetry's no-op ones.
+    ones; ``kernos.kernel.otlp`` adds OTLP). With ``enabled=False`` the tracer and meter are
+    OpenTelemetry's no-op ones; with ``tracing=False`` only the tracer is (metrics stay).
     """
 
     def __init__(
@@ -216,10 +240,17 @@ class Telemetry:
         *,
         service_name: str = "kernos",
         enabled: bool = True,
+        tracing: bool = True,
         span_processors: Sequence[SpanProcessor] = (),
         metric_readers: Sequence[MetricReader] = (),
         resource_attributes: dict[str, Any] | None = None,
+        genai: GenAIOptions | None = None,
     ) -> None:
+        self.genai = genai or GenAIOptions()
+        """How LLM client spans record attributes and content."""
+        self.content_detectors: list[Any] = []
+        """Detectors (``register_redactors``) that mask captured content; the kernel sets
+        them once plugins are loaded."""
         self._tracer_provider: TracerProvider | None = None
         self._meter_provider: MeterProvider | None = None
         # Always there when enabled: what /metrics renders (kernos.kernel.prometheus).
@@ -235,7 +266,11 @@ class Telemetry:
             self._meter_provider = MeterProvider(
                 resource=resource, metric_readers=[self._scrape, *metric_readers]
             )
-            self.tracer: trace.Tracer = self._tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+            self.tracer: trace.Tracer = (
+                self._tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+                if tracing
+                else trace.NoOpTracer()
+            )
             self.meter: metrics.Meter = self._meter_provider.get_meter(INSTRUMENTATION_SCOPE)
         else:
             self.tracer = trace.NoOpTracer()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kernos.kernel.errors import ConfigError
+from kernos.kernel.genai import LLMCall, inject, llm_client_span
 from kernos.kernel.llm import (
     BackendConfig,
     BackendError,
@@ -101,24 +103,58 @@ class OpenAICompatBackend(LLMBackend):
 
     # -- The contract -----------------------------------------------------------------------
 
+    PROVIDER = "openai"
+    """``gen_ai.system`` / ``gen_ai.provider.name`` of this backend's spans."""
+
+    def _span(self, model: str) -> Any:
+        """The GenAI client span of one request (see ``kernos.kernel.genai``)."""
+        telemetry = self.telemetry
+        return llm_client_span(
+            telemetry.tracer if telemetry is not None else None,
+            model=model,
+            base_url=self._base_url,
+            provider=self.PROVIDER,
+            backend=self.name,
+            options=telemetry.genai if telemetry is not None else None,
+            detectors=telemetry.content_detectors if telemetry is not None else (),
+        )
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """POST ``/chat/completions`` and return its first choice; raises ``BackendError``."""
         body = await self.request_body(request, stream=False)
-        data = await self._call("POST", f"{self._base_url}/chat/completions", json_body=body)
-        try:
-            choice = data["choices"][0]
-            message = _message(choice["message"])
-            usage = data.get("usage") or {}
-            return ChatResponse(
-                message=message,
-                model=str(data.get("model") or body["model"]),
-                finish_reason=choice.get("finish_reason"),
-                input_tokens=int(usage.get("prompt_tokens") or 0),
-                output_tokens=int(usage.get("completion_tokens") or 0),
-                backend=self.name,
+        call: LLMCall
+        with self._span(str(body["model"])) as call:
+            call.prompt(body["messages"])
+            data = await self._call(
+                "POST",
+                f"{self._base_url}/chat/completions",
+                json_body=body,
+                headers=call.headers(),
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise self._malformed(f"not a chat completion ({type(exc).__name__}: {exc})") from None
+            try:
+                choice = data["choices"][0]
+                message = _message(choice["message"])
+                usage = data.get("usage") or {}
+                response = ChatResponse(
+                    message=message,
+                    model=str(data.get("model") or body["model"]),
+                    finish_reason=choice.get("finish_reason"),
+                    input_tokens=int(usage.get("prompt_tokens") or 0),
+                    output_tokens=int(usage.get("completion_tokens") or 0),
+                    backend=self.name,
+                )
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise self._malformed(
+                    f"not a chat completion ({type(exc).__name__}: {exc})"
+                ) from None
+            call.response(
+                model=response.model,
+                input_tokens=response.input_tokens,
+                output_tokens=response.output_tokens,
+                finish_reason=response.finish_reason,
+                message=message,
+            )
+            return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """POST ``/chat/completions`` with ``stream: true`` and yield its deltas.
@@ -128,14 +164,55 @@ class OpenAICompatBackend(LLMBackend):
         them together or in two events. A stream that ends before a finish reason is a
         retryable ``BackendError`` (the connection dropped).
         """
-        import httpx
 
         body = await self.request_body(request, stream=True)
         url = f"{self._base_url}/chat/completions"
         finish: str | None = None
         usage: dict[str, Any] | None = None
+        model: str | None = None
+        text: list[str] = []
+        call: LLMCall
+        with self._span(str(body["model"])) as call:
+            call.prompt(body["messages"])
+            async for chunk in self._stream_chunks(url, body, call, text):
+                if chunk.finish_reason is not None:
+                    finish = chunk.finish_reason
+                    usage = chunk.usage
+                    model = chunk.model
+                    continue
+                yield chunk.chunk
+            if finish is None:
+                raise BackendError(
+                    f"backend {self.name!r} ({self._shown}): the stream ended before the "
+                    "answer finished (connection dropped?); retryable",
+                    retryable=True,
+                )
+            input_tokens = None if usage is None else int(usage.get("prompt_tokens") or 0)
+            output_tokens = None if usage is None else int(usage.get("completion_tokens") or 0)
+            call.response(
+                model=model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                finish_reason=finish,
+                message={"role": "assistant", "content": "".join(text)},
+            )
+        yield ChatChunk(
+            finish_reason=finish, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+
+    async def _stream_chunks(
+        self, url: str, body: dict[str, Any], call: LLMCall, text: list[str]
+    ) -> AsyncIterator[_Streamed]:
+        """The stream's content chunks, then one ``_Streamed`` with its finish reason."""
+        import httpx
+
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        model: str | None = None
         try:
-            async with self._client.stream("POST", url, json=body) as response:
+            async with self._client.stream(
+                "POST", url, json=body, headers=call.headers()
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
@@ -147,6 +224,7 @@ class OpenAICompatBackend(LLMBackend):
                         raise self._stream_error(data["error"])
                     if data.get("usage"):
                         usage = data["usage"]
+                    model = model or data.get("model")
                     for choice in data.get("choices") or []:
                         if choice.get("index", 0) != 0:
                             continue
@@ -154,22 +232,14 @@ class OpenAICompatBackend(LLMBackend):
                         content = delta.get("content") or ""
                         tool_calls = list(delta.get("tool_calls") or [])
                         if content or tool_calls:
-                            yield ChatChunk(content=content, tool_calls=tool_calls)
+                            text.append(content)
+                            yield _Streamed(chunk=ChatChunk(content=content, tool_calls=tool_calls))
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-        if finish is None:
-            raise BackendError(
-                f"backend {self.name!r} ({self._shown}): the stream ended before the answer "
-                "finished (connection dropped?); retryable",
-                retryable=True,
-            )
-        yield ChatChunk(
-            finish_reason=finish,
-            input_tokens=None if usage is None else int(usage.get("prompt_tokens") or 0),
-            output_tokens=None if usage is None else int(usage.get("completion_tokens") or 0),
-        )
+        if finish is not None:
+            yield _Streamed(finish_reason=finish, usage=usage, model=model)
 
     async def models(self) -> list[str]:
         """GET ``/models``: the ids the server lists; raises ``BackendError``."""
@@ -226,12 +296,19 @@ class OpenAICompatBackend(LLMBackend):
     # -- Calling and classifying ------------------------------------------------------------
 
     async def _call(
-        self, method: str, url: str, *, json_body: dict[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         import httpx
 
         try:
-            response = await self._client.request(method, url, json=json_body)
+            response = await self._client.request(
+                method, url, json=json_body, headers=headers if headers is not None else inject({})
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 300:
@@ -324,6 +401,16 @@ class OpenAICompatBackend(LLMBackend):
         if self._secret:
             text = text.replace(self._secret, "***")
         return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Streamed:
+    """One item of a stream: a content chunk, or the end (finish reason, usage, model)."""
+
+    chunk: ChatChunk = field(default_factory=ChatChunk)
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    model: str | None = None
 
 
 def _message(raw: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from kernos.api.deps import CurrentPrincipal, KernelDep, ProcessesDep
+from kernos.api.plugin import webhook_notifier
 from kernos.api.schemas import ProcessPublic, RunCreate
 from kernos.api.webhooks import check_public
 from kernos.kernel.errors import InvalidInput
@@ -75,6 +76,7 @@ async def create_run(
         )
         if body.webhook_url is not None:
             response.status_code = 202
+            webhook_notifier(kernel).remember_trace(info.pid)  # the delivery joins this trace
     response.headers["Location"] = f"/v1/processes/{info.pid}"
     if body.wait is not None:
         # SETTLED, not TERMINAL: a process waiting for a human cannot finish within the

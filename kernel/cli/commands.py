@@ -11,7 +11,7 @@ from kernos.kernel.hookspecs import hookimpl
 @hookimpl
 def register_commands(register: Callable[[LazyCommand], None]) -> None:
     """``up``, ``serve``, ``init``, ``plugins``, and the API clients ``run``, ``ps``, ``kill``,
-    ``suspend``, ``resume`` and ``approvals``."""
+    ``suspend``, ``resume``, ``approvals`` and ``top``."""
     register(LazyCommand("up", "kernos.kernel.cli.up:up", "Start a kernel and run it."))
     register(
         LazyCommand("serve", "kernos.kernel.cli.up:serve", "Start a kernel with its API only.")

@@ -10,15 +10,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from kernos.kernel.cli.output import configure_logging, print_json
 from kernos.kernel.errors import EssentialPluginError, KernosError
+from kernos.kernel.hookspecs import hookimpl
 from kernos.kernel.identity import DEFAULT_TENANT, LOCAL_ADMIN
 from kernos.kernel.kernel import Kernel, KernelSummary
-from kernos.kernel.settings import load_settings
+from kernos.kernel.settings import Settings, load_settings
 from kernos.kernel.tokens import admin_token_path
 
 
@@ -77,8 +79,41 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     return value
 
 
+class _MetricsDump:
+    """Writes the final Prometheus exposition when the kernel stops (``--metrics-dump``):
+    at ``on_shutdown`` the processes have settled and the database is still open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @hookimpl
+    async def on_shutdown(self, kernel: Kernel) -> None:
+        """Write the file."""
+        from kernos.kernel.exposition import dump
+
+        await dump(kernel, self.path)
+
+
+def _build_kernel(settings: Settings, *, metrics_dump: Path | None) -> Kernel:
+    """A kernel with the OTLP export ``OTEL_*`` asks for (the CLI is the edge that reads the
+    environment) and, with ``metrics_dump``, the final exposition written there."""
+    from kernos.kernel.otlp import telemetry_from_environ
+
+    telemetry = telemetry_from_environ(os.environ, tracing=settings.tracing)
+    kernel = Kernel(settings, serve_api=True, telemetry=telemetry)
+    if metrics_dump is not None:
+        kernel.plugins.add(_MetricsDump(metrics_dump), name="kernos-metrics-dump")
+    return kernel
+
+
 def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``up`` and ``serve`` share."""
+    command = click.option(
+        "--metrics-dump",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        metavar="FILE",
+        help="When the kernel stops, write its final Prometheus exposition (every tenant) to FILE.",
+    )(command)
     command = click.option(
         "--json", "as_json", is_flag=True, help="Print the closing summary as JSON."
     )(command)
@@ -107,10 +142,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def _run_kernel(*, duration: float | None, as_json: bool, serve_api: bool) -> None:
+def _run_kernel(*, duration: float | None, as_json: bool, metrics_dump: Path | None) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, log_dir=settings.home / "logs")
-    kernel = Kernel(settings, serve_api=serve_api)
+    kernel = _build_kernel(settings, metrics_dump=metrics_dump)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             summary = runner.run(_serve(kernel, duration))
@@ -120,6 +155,8 @@ def _run_kernel(*, duration: float | None, as_json: bool, serve_api: bool) -> No
         if isinstance(exc.__cause__, KernosError):
             raise exc.__cause__ from None
         raise
+    finally:
+        kernel.telemetry.shutdown()  # flushes the OTLP exporters
     _report(summary, as_json=as_json)
 
 
@@ -148,13 +185,18 @@ def _console(ctx: click.Context) -> click.Command | None:
 
 
 def _run_with_console(
-    ctx: click.Context, console: click.Command, *, duration: float | None, as_json: bool
+    ctx: click.Context,
+    console: click.Command,
+    *,
+    duration: float | None,
+    as_json: bool,
+    metrics_dump: Path | None,
 ) -> None:
     """Run the kernel on a thread of its own and the console in front, on this (main) thread;
     closing the console stops the kernel."""
     settings = load_settings()
     configure_logging(settings.log_level, log_dir=settings.home / "logs", to_stderr=False)
-    kernel = Kernel(settings, serve_api=True)
+    kernel = _build_kernel(settings, metrics_dump=metrics_dump)
     started = threading.Event()
     held: dict[str, Any] = {}
 
@@ -183,6 +225,7 @@ def _run_with_console(
         finally:
             held["loop"].call_soon_threadsafe(held["stop"].set)
     thread.join()
+    kernel.telemetry.shutdown()
     for failed in kernel.plugins.failures():
         click.echo(f"kernos: warning: plugin {failed.name!r} skipped: {failed.error}", err=True)
     for notice in kernel.notices:  # the first start's admin key is shown only here
@@ -198,7 +241,13 @@ def _run_with_console(
 @click.command()
 @_run_options
 @click.pass_context
-def up(ctx: click.Context, headless: bool, duration: float | None, as_json: bool) -> None:
+def up(
+    ctx: click.Context,
+    headless: bool,
+    duration: float | None,
+    as_json: bool,
+    metrics_dump: Path | None,
+) -> None:
     """Start a kernel on KERNOS_HOME with its HTTP API, and run it.
 
     An empty KERNOS_HOME is initialized first (database, default tenant, local admin and its
@@ -210,21 +259,28 @@ def up(ctx: click.Context, headless: bool, duration: float | None, as_json: bool
     closing the console stops the kernel. `--headless` (implied off a terminal) runs without.
 
     \b
-    Example:
+    Spans and metrics go over OTLP/HTTP where OTEL_EXPORTER_OTLP_ENDPOINT says
+    (docs/observability.md).
+
+    \b
+    Examples:
       kernos up --headless --duration 60
+      kernos up --headless --duration 60 --metrics-dump metrics.prom
     """
     console = None
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         console = _console(ctx)
     if console is not None:
-        _run_with_console(ctx, console, duration=duration, as_json=as_json)
+        _run_with_console(
+            ctx, console, duration=duration, as_json=as_json, metrics_dump=metrics_dump
+        )
         return
-    _run_kernel(duration=duration, as_json=as_json, serve_api=True)
+    _run_kernel(duration=duration, as_json=as_json, metrics_dump=metrics_dump)
 
 
 @click.command()
 @_run_options
-def serve(headless: bool, duration: float | None, as_json: bool) -> None:
+def serve(headless: bool, duration: float | None, as_json: bool, metrics_dump: Path | None) -> None:
     """Start a kernel with its HTTP API only (no default scenario, no console).
 
     For servers and scripts: the same as `kernos up` minus what `up` adds for a person at a
@@ -234,7 +290,7 @@ def serve(headless: bool, duration: float | None, as_json: bool) -> None:
     Example:
       KERNOS_API_PORT=9000 kernos serve --headless
     """
-    _run_kernel(duration=duration, as_json=as_json, serve_api=True)
+    _run_kernel(duration=duration, as_json=as_json, metrics_dump=metrics_dump)
 
 
 @click.command()

@@ -32,6 +32,7 @@ class SchedulerMeters:
         self._attempts = telemetry.instrument(names.SCHEDULER_ATTEMPTS)
         self._depth = telemetry.instrument(names.SCHEDULER_QUEUE_DEPTH)
         self._inflight = telemetry.instrument(names.SCHEDULER_INFLIGHT)
+        self._idle = telemetry.instrument(names.SCHEDULER_IDLE_CAPACITY)
         self._breaker = telemetry.instrument(names.BREAKER_STATE)
 
     def depth(self, backend: str, change: int) -> None:
@@ -39,8 +40,13 @@ class SchedulerMeters:
         self._depth.add(change, {names.ATTR_BACKEND: backend})
 
     def inflight(self, backend: str, change: int) -> None:
-        """Requests running on ``backend`` went up or down."""
+        """Requests running on ``backend`` went up or down (its idle capacity the other way)."""
         self._inflight.add(change, {names.ATTR_BACKEND: backend})
+        self._idle.add(-change, {names.ATTR_BACKEND: backend})
+
+    def capacity(self, backend: str, change: int) -> None:
+        """``backend``'s concurrency went up or down (set up, or resized)."""
+        self._idle.add(change, {names.ATTR_BACKEND: backend})
 
     def breaker(self, backend: str, state: BreakerState) -> None:
         """``backend``'s breaker changed state."""

@@ -89,7 +89,10 @@ class LLMScheduler:
             breaker = CircuitBreaker(
                 clock, threshold=breaker_threshold, cooldown=breaker_cooldown, on_change=changed
             )
+            if telemetry is not None:
+                backend.telemetry = telemetry  # client spans and traceparent on its calls
             self._lanes[name] = Lane(backend, breaker=breaker, aging_per_second=aging_per_second)
+            meters.capacity(name, self._lanes[name].capacity)
         for lane in self._lanes.values():
             for fallback in lane.config.fallback:
                 if fallback not in self._lanes:
@@ -186,6 +189,7 @@ class LLMScheduler:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         lane = self._lane(backend)
+        self._meters.capacity(lane.name, capacity - lane.capacity)
         lane.capacity = capacity
         while lane.inflight < lane.capacity and len(lane.queue):
             lane.inflight += 1
