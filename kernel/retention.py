@@ -317,6 +317,8 @@ class Purger:
         after = self.policy.audit.archive_after
         assert after is not None
         cutoff = now - timedelta(seconds=after)
+        max_age = self.policy.audit.archive_max_age
+        oldest = None if max_age is None else now - timedelta(seconds=max_age)
         folder = self.policy.archive_path(self._kernel.settings.home)
         async with self._kernel.db.read() as session:
             checkpoints = list(
@@ -325,16 +327,26 @@ class Purger:
                 .all()
             )
             due = []
+            expired: list[Path] = []
             for cp in checkpoints:
                 last_ts = await session.scalar(
                     select(_AUDIT.c.ts).where(_AUDIT.c.seq == cp.last_seq)
                 )
                 path = folder / archive_name(cp)
-                if last_ts is not None and last_ts < cutoff and not path.exists():
+                if last_ts is None or last_ts >= cutoff:
+                    continue
+                if oldest is not None and last_ts < oldest:
+                    if path.exists():  # past its keep: deleted, and never written again
+                        expired.append(path)
+                elif not path.exists():
                     due.append((cp, path))
         if report.dry_run:
-            report.add(DEFAULT_TENANT, "audit", {"checkpoints": len(due)})
+            report.add(
+                DEFAULT_TENANT, "audit", {"checkpoints": len(due), "pruned_archives": len(expired)}
+            )
             return
+        for path in expired:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         written: list[dict[str, Any]] = []
         for cp, path in due:
             records = await self._write_archive(cp, path)
@@ -348,9 +360,13 @@ class Purger:
                     "file": path.name,
                 }
             )
-        counts = {"checkpoints": len(written), "records": sum(int(w["records"]) for w in written)}
+        counts = {
+            "checkpoints": len(written),
+            "records": sum(int(w["records"]) for w in written),
+            "pruned_archives": len(expired),
+        }
         report.add(DEFAULT_TENANT, "audit", counts)
-        if not written:
+        if not written and not expired:
             return
         record = AuditRecord(
             event=ARCHIVED_EVENT,
@@ -358,8 +374,13 @@ class Purger:
             principal=principal,
             kind="audit",
             target=str(folder),
-            args={"archives": written[:100], **counts},
-            summary=f"{counts['records']} records in {counts['checkpoints']} archives",
+            args={
+                "archives": written[:100],
+                "pruned": [p.name for p in expired[:100]],
+                **counts,
+            },
+            summary=f"{counts['records']} records in {counts['checkpoints']} archives; "
+            f"{len(expired)} old archives deleted",
         )
         sink = self._kernel.audit_sink
         await self._kernel.db.write(lambda session: sink.append(session, record))

@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -109,6 +116,22 @@ class AuditRetention(_Rules):
 
     archive_dir: Path | None = None
     """Folder of the archive files. Default: ``audit-archive`` in ``KERNOS_HOME``."""
+
+    archive_max_age: Duration | None = None
+    """Seconds after which an archive file (by the time of its range's last record) is
+    deleted; a range that old is never archived again. The chain's rows stay either way.
+    ``None``: archive files are kept."""
+
+    @model_validator(mode="after")
+    def _ages_in_order(self) -> AuditRetention:
+        if self.archive_max_age is not None and (
+            self.archive_after is None or self.archive_max_age <= self.archive_after
+        ):
+            raise ValueError(
+                "audit.archive_max_age needs audit.archive_after, and must be longer than it "
+                "(an archive is written after archive_after and deleted after archive_max_age)"
+            )
+        return self
 
 
 class TenantRetention(_Rules):

@@ -557,6 +557,46 @@ async def test_audit_ranges_are_archived_with_their_signed_checkpoint(
     assert result.ok, result.summary()
 
 
+async def test_old_audit_archives_are_deleted_and_never_written_again(
+    make_kernel, tmp_path: Path
+) -> None:
+    from kernos.policy.audit import AuditLog, generate_key, verify_offline
+
+    key = tmp_path / "keys" / "audit.pem"
+    key.parent.mkdir()
+    generate_key(key)
+    archive = tmp_path / "archive"
+    rules = {"archive_after": "1d", "archive_max_age": "30d", "archive_dir": str(archive)}
+    kernel = await make_kernel(audit_signing_key=key, retention=policy(audit=rules))
+    await run(kernel, 2)
+    made = await AuditLog.for_kernel(kernel).checkpoint()
+    assert made.created
+    now = kernel.clock.now()
+    [path] = [Path(p) for p in (await kernel.retention.run_once(now + timedelta(days=2))).archived]
+    assert path.exists()
+    dry = await kernel.retention.run_once(now + timedelta(days=40), dry_run=True)
+    assert dry.count("audit", "pruned_archives") == 1 and path.exists()
+    report = await kernel.retention.run_once(now + timedelta(days=40))
+    assert report.count("audit", "pruned_archives") == 1 and not path.exists()
+    again = await kernel.retention.run_once(now + timedelta(days=41))
+    assert again.archived == [] and not path.exists()  # too old to be archived again
+    [record] = [r for r in await _all_audit(kernel) if (r.args or {}).get("pruned")]
+    assert record.args["pruned"] == [path.name]
+    result = await asyncio.to_thread(verify_offline, kernel.settings.db_url)
+    assert result.ok, result.summary()  # the chain itself is untouched
+
+
+def test_an_archive_must_be_kept_longer_than_it_waits() -> None:
+    from pydantic import ValidationError
+
+    from kernos.kernel.retention_policy import AuditRetention
+
+    with pytest.raises(ValidationError, match="archive_max_age"):
+        AuditRetention(archive_after="30d", archive_max_age="7d")
+    with pytest.raises(ValidationError, match="archive_max_age"):
+        AuditRetention(archive_max_age="7d")
+
+
 async def _all_audit(kernel: Kernel) -> list[AuditRow]:
     async with kernel.db.read() as session:
         return list(await session.scalars(select(AuditRow).order_by(AuditRow.seq)))
