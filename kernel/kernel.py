@@ -24,6 +24,7 @@ from kernos.kernel import telemetry as names
 from kernos.kernel.catalog import Catalog
 from kernos.kernel.checkpointer import KernosCheckpointSaver
 from kernos.kernel.clock import Clock, SystemClock
+from kernos.kernel.drift import DriftMonitor, DriftReport
 from kernos.kernel.errors import (
     BackendUnavailable,
     ConfigError,
@@ -148,8 +149,9 @@ class Kernel:
         self.models = ModelRegistry(
             self.db, self.clock, settings=settings, audit=lambda: self.audit_sink
         )
-        self.model_runtime = ModelRuntime(self.models)
-        """Registered ONNX models served in-process (``ModelRuntime.infer``)."""
+        self.model_runtime = ModelRuntime(self.models, drift=DriftMonitor(self._publish_drift))
+        """Registered ONNX models served in-process (``ModelRuntime.infer``), their inputs
+        watched for drift (``model.drift`` events)."""
         self.authorizer: Authorizer = LocalAdminAuthorizer()
         self.authenticators: list[Authenticator] = []
         self.notices: list[str] = []
@@ -377,6 +379,12 @@ class Kernel:
     def scheduler(self) -> LLMScheduler | None:
         """The LLM scheduler over the configured backends (``None`` when none is configured)."""
         return self._scheduler
+
+    async def _publish_drift(self, report: DriftReport) -> None:
+        """Put a drifted window on the event bus (``model.drift``), once it runs."""
+        from kernos.kernel.drift import bus_publisher
+
+        await bus_publisher(self.events)(report)
 
     @property
     def llm_available(self) -> bool:

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from kernos.kernel.errors import CheckFailed, InvalidInput
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from kernos.kernel.drift import DriftMonitor, DriftReport
     from kernos.kernel.model_records import ModelVersion
     from kernos.kernel.registry import ModelRegistry
 
@@ -43,12 +46,29 @@ class Inference:
 
 
 class ModelRuntime:
-    """ONNX models of one kernel's registry, run with onnxruntime (imported on first use)."""
+    """ONNX models of one kernel's registry, run with onnxruntime (imported on first use);
+    with a ``DriftMonitor``, the inputs callers report through ``observe`` are checked for
+    drift against each model's reference window."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, *, drift: DriftMonitor | None = None) -> None:
         self._registry = registry
         self._sessions: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self.drift = drift
+
+    async def observe(
+        self, name: str, rows: Sequence[Mapping[str, float]], *, tenant: str
+    ) -> list[DriftReport]:
+        """Feed the named input features of one request to the drift monitor; the windows
+        this completed (a drifted one is also published as ``model.drift``)."""
+        if self.drift is None:
+            return []
+        reports = []
+        for row in rows:
+            report = await self.drift.observe(name, row, tenant=tenant)
+            if report is not None:
+                reports.append(report)
+        return reports
 
     async def infer(self, name: str, inputs: dict[str, Any], *, key: str) -> Inference:
         """Run ``name`` on ``inputs`` (input name → numpy array) for request ``key``."""

@@ -48,6 +48,10 @@ async def hazard_classify(readings: list[Any]) -> dict[str, Any]:
     rows = [r if isinstance(r, BinReading) else BinReading.model_validate(r) for r in readings]
     features = np.array([[getattr(r, f) for f in FEATURES] for r in rows], dtype=np.float32)
     answer = await context.models.infer(MODEL_NAME, {"features": features}, key=call.key)
+    # The inputs are watched for drift (a failing sensor, a recalibration): model.drift events.
+    await context.models.observe(
+        MODEL_NAME, [{f: getattr(r, f) for f in FEATURES} for r in rows], tenant=call.process.tenant
+    )
     probability = np.asarray(answer.outputs["hazard_probability"], dtype=np.float64).reshape(-1)
     return {
         "model": f"{answer.name}@{answer.version}",

@@ -175,6 +175,47 @@ async def test_a_tampered_artifact_is_never_run(kernel: Kernel) -> None:
     assert failed and failed[0].target == f"{MODEL_NAME}@1"
 
 
+async def test_a_drifting_temperature_sensor_is_flagged(kernel: Kernel) -> None:
+    # 300 bins a call, like the dispatcher: two calls make the reference window (500), two
+    # more a window to score. Then the temperature sensors read 15 °C high (a recalibration
+    # gone wrong): the classifier's inputs drift, and model.drift says which feature did.
+    from kernos.kernel.drift import DRIFT_TOPIC
+    from kernos.kernel.events import Event
+
+    by = await admin(kernel)
+    await ensure_model(kernel, by=by, days=10)
+    drifts: list[Event] = []
+
+    async def collect(event: Event) -> None:
+        drifts.append(event)
+
+    kernel.events.subscribe(DRIFT_TOPIC, collect, name="drift-watch")
+    rng = np.random.default_rng(7)
+
+    def city(offset: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "level": float(rng.uniform(0.05, 0.95)),
+                "temp_c": float(rng.normal(12.0, 3.0) + offset),
+                "voc_ppm": float(abs(rng.normal(1.5, 0.4))),
+            }
+            for _ in range(300)
+        ]
+
+    for offset in (0.0, 0.0, 0.0, 0.0):
+        done = await classify(kernel, by, *city(offset))
+        assert done.state is ProcessState.DONE, done.error
+    await kernel.events.drain()
+    assert drifts == []  # the same sensors: no drift
+    for offset in (15.0, 15.0):
+        await classify(kernel, by, *city(offset))
+    await kernel.events.drain()
+    [event] = drifts
+    features = event.data["features"]
+    assert event.data["model"] == MODEL_NAME
+    assert features["temp_c"]["drifted"] and not features["level"]["drifted"]
+
+
 def _append_a_byte(path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"\x00")
 
