@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernos.kernel import telemetry as names
 from kernos.kernel.approvals import DEFAULT_APPROVER, ApprovalInfo, Approvals
 from kernos.kernel.catalog import AgentBuild, AgentSpec, Budgets
 from kernos.kernel.errors import (
@@ -612,7 +613,6 @@ class ProcessManager:
             self._start(pid)  # answered while this run was still going: go on at once
 
     async def _run_graph(self, pid: int) -> tuple[ProcessState, dict[str, Any]]:
-        usage_book = self._kernel.usage
         runner = self._runners.get(pid)
         if runner is not None and runner.signal is Signal.KILL:  # killed while queued
             return ProcessState.KILLED, {"error": {"code": "killed", "message": "killed"}}
@@ -648,6 +648,33 @@ class ProcessManager:
             stream_input = None  # resume from the last checkpoint (the recovery path)
         else:
             stream_input = info.input
+        # One span per run of the graph (a start, or a resume after a wait): every syscall of
+        # the run is its child, so a run is one trace (joined to the caller's, if any).
+        span_name = names.span_name(names.SPAN_INVOKE_AGENT, **{"gen_ai.agent.name": info.agent})
+        attributes: dict[str, str | int] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": info.agent,
+            "gen_ai.conversation.id": info.thread_id,
+            names.ATTR_PID: pid,
+            names.ATTR_TENANT: info.tenant,
+        }
+        tracer = self._kernel.telemetry.tracer
+        with tracer.start_as_current_span(span_name, attributes=attributes) as span:
+            outcome = await self._stream(pid, info, graph, config, stream_input, answers)
+            span.set_attribute("kernos.process.state", outcome[0].value)
+            return outcome
+
+    async def _stream(
+        self,
+        pid: int,
+        info: ProcessInfo,
+        graph: Any,
+        config: RunnableConfig,
+        stream_input: Any,
+        answers: dict[str, Any],
+    ) -> tuple[ProcessState, dict[str, Any]]:
+        """Run the graph from ``stream_input`` to its next stop; what state that leaves."""
+        usage_book = self._kernel.usage
         usage_book.load(pid, info.usage, info.wall_seconds)
         async with self._db.read() as session:
             done_keys = await session.scalars(

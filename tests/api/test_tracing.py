@@ -73,6 +73,26 @@ async def test_a_run_joins_the_callers_trace_and_carries_its_request_id(
     assert roots and all(r.parent.is_remote for r in roots)
     other = [s for s in syscalls if format(s.context.trace_id, "032x") != TRACE_ID]
     assert len(other) == 3  # the second run got a trace of its own
+    # Each run is one span, invoke_agent, with every syscall of the run below it.
+    agents = [s for s in spans if s.name == "invoke_agent calc"]
+    assert len(agents) == 2
+    [first] = [a for a in agents if format(a.context.trace_id, "032x") == TRACE_ID]
+    assert first.parent is not None and first.parent.span_id == int(PARENT_ID, 16)
+    assert first.attributes["gen_ai.operation.name"] == "invoke_agent"
+    assert first.attributes["kernos.process.state"] == "done"
+    by_id = {s.context.span_id: s for s in spans}
+
+    def under(span, ancestor) -> bool:
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            if span is ancestor:
+                return True
+        return False
+
+    assert all(under(s, first) for s in joined)
+    [second] = [a for a in agents if a is not first]
+    assert {s.context.trace_id for s in other} == {second.context.trace_id}
+    assert all(under(s, second) for s in other)
 
 
 async def test_an_operator_action_records_its_request_id(kernos_home: Path) -> None:
