@@ -327,9 +327,13 @@ def _settled_events(scope: Scope) -> list[ColumnElement[bool]]:
         .join(_DELIVERIES, _DELIVERIES.c.id == _DEAD.c.delivery_id)
         .where(dl.event_seq == _EVENTS.c.seq)
     )
+    # The newest event of all stays: on SQLite a new event's seq is the largest one + 1, and
+    # a reused seq would hide events from readers that follow the log by seq (``after=``).
+    newest = select(func.max(_EVENTS.c.seq)).scalar_subquery()
     return [
         _EVENTS.c.tenant_id == scope.tenant_id,
         _EVENTS.c.time < scope.cutoff,
+        _EVENTS.c.seq < newest,
         ~unsettled,
         ~lettered,
     ]

@@ -5,8 +5,10 @@ does inside is authorized again for the *owner* of the calling process, the pers
 So the operator agent never does more than its operator may: a viewer's request to kill a
 process is denied however the model phrases it. Mistakes the model can correct (no such pid,
 a process that is not suspended, its own pid) come back to it as the tool's error text.
-``kill_process`` always waits for a human's approval first (``requires_approval``);
-suspending and resuming are reversible and do not.
+``kill_process`` and ``suspend_process`` always wait for a human's approval first
+(``requires_approval``): the model reads other processes' inputs and outputs, which anyone who
+can start a process writes, so text there could talk it into acting on processes the operator
+never named; stopping work therefore needs a person's yes. Resuming and reading do not.
 """
 
 from __future__ import annotations
@@ -148,9 +150,13 @@ OPERATOR_TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="suspend_process",
-        description="Suspend a running or waiting process (it can be resumed later).",
+        description=(
+            "Suspend a running or waiting process (it can be resumed later); a human "
+            "approves it first."
+        ),
         func=suspend_process,
         args_schema=PidArgs,
+        requires_approval=True,
     ),
     ToolSpec(
         name="resume_process",

@@ -57,6 +57,7 @@ async def get_process(
     processes: ProcessesDep,
 ) -> ProcessPublic:
     """One process (404 if it is missing or belongs to another tenant)."""
+    await processes.authorize(principal, f"process:{pid}", "read")  # a rule may name the pid
     info = await processes.get(pid, tenant=principal.tenant)
     return ProcessPublic.model_validate(info.as_dict())
 
@@ -70,6 +71,7 @@ async def get_process_state(
     """Its LangGraph state at the last checkpoint: ``values`` (long strings and lists
     clipped), the ``next`` nodes, pending ``interrupts``, ``step`` and ``checkpoint_id``
     (``null`` before the first step). 404 if it is missing or another tenant's."""
+    await processes.authorize(principal, f"process:{pid}", "read")
     return await processes.checkpoint_state(pid, tenant=principal.tenant)
 
 

@@ -251,11 +251,11 @@ class EventBus:
             return Published(stored=[], rejected={})
         now = self._clock.now()
         plans, rejected = self._plans(events, now)
-        stored, new = await self._store.insert(plans, now, rejected=rejected)
+        refused: dict[int, str] = {}
+        stored, new = await self._store.insert(plans, now, rejected=rejected, refused=refused)
         for delivery_id in new:
             self._schedule(delivery_id)
-        by_position = {i: rejected[e.id] for i, e in enumerate(events) if e.id in rejected}
-        return Published(stored=stored, rejected=by_position)
+        return Published(stored=stored, rejected=refused)
 
     def publish_in(self, session: Session, events: Sequence[Event]) -> list[int]:
         """Stage ``events`` inside a writer job that is already open, so they commit with the
@@ -276,15 +276,15 @@ class EventBus:
 
     def _plans(
         self, events: Sequence[Event], now: datetime
-    ) -> tuple[list[tuple[Event, list[str]]], dict[str, str]]:
+    ) -> tuple[list[tuple[Event, list[str]]], dict[int, str]]:
         stamped = [e if e.time is not None else replace(e, time=now) for e in events]
-        rejected: dict[str, str] = {}
+        rejected: dict[int, str] = {}  # by position: an id may come twice, differently
         plans: list[tuple[Event, list[str]]] = []
         schemas = self._schemas
-        for e in stamped:
+        for position, e in enumerate(stamped):
             schema = schemas.get(e.topic) if schemas else None
             if schema is not None and (problems := schema.problems(e.data)):
-                rejected[e.id] = "; ".join(problems)[:_ERROR_MAX]
+                rejected[position] = "; ".join(problems)[:_ERROR_MAX]
                 plans.append((e, [REJECTED]))
                 continue
             plans.append((e, [s.key for s in self._subs.values() if s.matches(e)]))

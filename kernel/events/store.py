@@ -40,6 +40,7 @@ BUS_PRINCIPAL = "kernel"
 
 _CHUNK = 500
 _AUDIT_TOPICS = 20  # topics named in a batch's audit record; the rest are in the events
+_ERROR_MAX_REFUSED = 2000  # characters of a refusal reported back
 _AUDIT_REJECTED = 20  # refused events named (with their reasons) in a batch's audit record
 """Event ids per ``IN (...)`` look-up (well under SQLite's bound-parameter limit)."""
 
@@ -227,7 +228,8 @@ class EventStore:
         plans: list[tuple[Event, list[str]]],
         now: datetime,
         *,
-        rejected: dict[str, str] | None = None,
+        rejected: dict[int, str] | None = None,
+        refused: dict[int, str] | None = None,
     ) -> tuple[list[Event], list[int]]:
         """Commit new events with a pending delivery per subscriber key, audited.
 
@@ -236,7 +238,7 @@ class EventStore:
         tenant.
         """
         return await self._db.write(
-            lambda session: self.insert_in(session, plans, now, rejected=rejected)
+            lambda session: self.insert_in(session, plans, now, rejected=rejected, refused=refused)
         )
 
     def insert_in(
@@ -245,14 +247,19 @@ class EventStore:
         plans: list[tuple[Event, list[str]]],
         now: datetime,
         *,
-        rejected: dict[str, str] | None = None,
+        rejected: dict[int, str] | None = None,
+        refused: dict[int, str] | None = None,
     ) -> tuple[list[Event], list[int]]:
         """``insert`` inside a writer job that is already open, so events commit with the
         caller's other writes (a process's finish and its ``process.finished`` event).
 
-        ``rejected`` (event id → reason) are events their topic's schema refused: planned with
-        the one subscriber ``REJECTED``, their delivery is stored dead with a dead letter that
-        keeps the reason, and it is not among the returned ids to dispatch."""
+        ``rejected`` (position in ``plans`` → reason) are events their topic's schema refused:
+        planned with the one subscriber ``REJECTED``, their delivery is stored dead with a dead
+        letter that keeps the reason, and it is not among the returned ids to dispatch. When
+        ``refused`` is given, it receives, by position in ``plans``, every event that ends up
+        refused: a fresh refused one, a repeat of it later in the batch, and an id the tenant
+        had already published and the schema refused then (what is stored is that event, so
+        a corrected one must come under a new id)."""
         names = {event.tenant for event, _ in plans}
         found = session.execute(
             select(TenantRow.name, TenantRow.id).where(TenantRow.name.in_(names))
@@ -279,17 +286,32 @@ class EventStore:
                 known.update({(tenant_id, row.event_id): row for row in rows})
         stored: list[Event] = []
         fresh: list[tuple[Event, list[str], int]] = []
-        first: dict[tuple[int, str], Event] = {}  # a repeated id within the batch
-        for event, keys in plans:
+        first: dict[tuple[int, str], tuple[Event, str | None]] = {}  # a repeated id
+        earlier = self._refused_before(session, known) if refused is not None else {}
+        reasons: dict[tuple[str, str], str] = {}  # the fresh events refused, by (tenant, id)
+        for position, (event, keys) in enumerate(plans):
             ref = (tenant_ids[event.tenant], event.id)
+            why: str | None
             if ref in known:
                 stored.append(_event(known[ref], event.tenant))
+                why = earlier.get(known[ref].seq)
+                if why is not None:
+                    why = (
+                        f"this id was refused before ({why}); send a corrected event under a new id"
+                    )
+                    why = why[:_ERROR_MAX_REFUSED]
             elif ref in first:
-                stored.append(first[ref])
+                stored.append(first[ref][0])
+                why = first[ref][1]
             else:
-                first[ref] = event
+                why = (rejected or {}).get(position)
+                if why is not None:
+                    reasons[(event.tenant, event.id)] = why
+                first[ref] = (event, why)
                 fresh.append((event, keys, ref[0]))
                 stored.append(event)
+            if why is not None and refused is not None:
+                refused[position] = why
         if not fresh:
             return stored, []
         if session.get_bind().dialect.name == "sqlite":
@@ -324,19 +346,36 @@ class EventStore:
             for seq, (_, keys, _) in zip(seqs, fresh, strict=True)
             for key in keys
         ]
-        if rejected:  # deliveries are in the order of ``fresh`` and its keys
+        if reasons:  # deliveries are in the order of ``fresh`` and its keys
             pairs = ((event, key) for event, keys, _ in fresh for key in keys)
             for delivery, (event, key) in zip(deliveries, pairs, strict=True):
                 dead = key == REJECTED  # every row gets the same columns: one executemany
-                delivery["last_error"] = rejected[event.id] if dead else None
+                delivery["last_error"] = reasons[(event.tenant, event.id)] if dead else None
                 if dead:
                     delivery["status"] = DeliveryStatus.DEAD.value
         new = _insert_ids(session, EventDeliveryRow.id, deliveries) if deliveries else []
-        if rejected:
-            new = self._dead_on_arrival(session, fresh, deliveries, new, rejected, now)
+        if reasons:
+            new = self._dead_on_arrival(session, fresh, deliveries, new, reasons, now)
         for record in _published_records(fresh):
             self.audit_sink.append(session, record)
         return stored, new
+
+    @staticmethod
+    def _refused_before(session: Session, known: dict[tuple[int, str], EventRow]) -> dict[int, str]:
+        """Seq → reason of the known events that were refused by their schema."""
+        if not known:
+            return {}
+        seqs = sorted(row.seq for row in known.values())
+        found: dict[int, str] = {}
+        for start in range(0, len(seqs), _CHUNK):
+            rows = session.execute(
+                select(EventDeliveryRow.event_seq, EventDeliveryRow.last_error).where(
+                    EventDeliveryRow.event_seq.in_(seqs[start : start + _CHUNK]),
+                    EventDeliveryRow.subscriber == REJECTED,
+                )
+            )
+            found.update({seq: error or "refused" for seq, error in rows.all()})
+        return found
 
     def _dead_on_arrival(
         self,
@@ -344,7 +383,7 @@ class EventStore:
         fresh: list[tuple[Event, list[str], int]],
         deliveries: list[dict[str, Any]],
         ids: list[int],
-        rejected: dict[str, str],
+        rejected: dict[tuple[str, str], str],
         now: datetime,
     ) -> list[int]:
         """Dead letters for the refused events' deliveries (with one audit record per tenant);
@@ -353,27 +392,25 @@ class EventStore:
         refused: dict[str, list[tuple[Event, str]]] = {}
         position = 0
         keep: list[int] = []
-        tenant_of = {event.id: tenant_id for event, _, tenant_id in fresh}
-        by_event = {event.id: event for event, _, _ in fresh}
-        for event, keys, _ in fresh:
+        for event, keys, tenant_id in fresh:
             for key in keys:
                 delivery_id = ids[position]
                 position += 1
                 if key != REJECTED:
                     keep.append(delivery_id)
                     continue
-                reason = rejected[event.id]
+                reason = rejected[(event.tenant, event.id)]
                 letters.append(
                     {
                         "delivery_id": delivery_id,
-                        "tenant_id": tenant_of[event.id],
+                        "tenant_id": tenant_id,
                         "subscriber": REJECTED,
                         "attempts": 0,
                         "error": reason,
                         "created_at": now,
                     }
                 )
-                refused.setdefault(event.tenant, []).append((by_event[event.id], reason))
+                refused.setdefault(event.tenant, []).append((event, reason))
         if letters:
             session.execute(insert(DeadLetterRow), letters)
         for tenant, items in refused.items():
@@ -557,8 +594,9 @@ class EventStore:
         )
         if topic is not None:
             if topic.endswith("*"):
-                prefix = topic[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                query = query.where(EventRow.topic.like(prefix + "%", escape="\\"))
+                # substr, not LIKE: exact and case-sensitive on SQLite as on PostgreSQL
+                prefix = topic[:-1]
+                query = query.where(func.substr(EventRow.topic, 1, len(prefix)) == prefix)
             else:
                 query = query.where(EventRow.topic == topic)
         if after is None:
@@ -606,7 +644,8 @@ class EventStore:
             if dead.subscriber == REJECTED:
                 raise Conflict(
                     f"dead letter {dead_letter_id} is an event its topic's schema refused "
-                    f"({dead.error}); replaying cannot fix it: publish a corrected event"
+                    f"({dead.error}); replaying cannot fix it: publish a corrected event "
+                    "under a new id"
                 )
             if dead.replayed_at is not None:
                 raise Conflict(

@@ -82,6 +82,14 @@ async def admin(kernel: Kernel) -> Principal:
     return await kernel.identity.ensure_principal("default", LOCAL_ADMIN, kind=PrincipalKind.PERSON)
 
 
+async def approve_all(kernel: Kernel, pid: int) -> None:
+    """Wait for ``pid`` to ask, and approve what it asks, as the local admin."""
+    waiting = await kernel.processes.wait(pid, timeout=60, until=SETTLED)
+    assert waiting.state is ProcessState.WAITING, waiting
+    for approval in [a for a in await kernel.processes.approvals() if a.pid == pid]:
+        await kernel.processes.decide(approval.id, approved=True, by=await admin(kernel))
+
+
 def ask(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
@@ -110,6 +118,7 @@ async def test_it_lists_then_suspends_as_the_operator_who_asked(
         AIMessage(content=f"Suspended pid {victim.pid}."),
     ]
     op = await kernel.processes.spawn("operator", ask("pause the waiter"), principal=otto)
+    await approve_all(kernel, op.pid)  # suspending stops work: a person says yes first
     done = await kernel.processes.wait(op.pid, timeout=60)
     assert done.state is ProcessState.DONE, done.error
     listed, suspended = tool_results(done.output or {})
@@ -176,6 +185,7 @@ async def test_the_agent_never_does_more_than_its_owner_may(
         "p, role:helper, *, tool:*, call, allow",
         "p, role:helper, *, model:*, call, allow",
         "p, role:helper, *, process:*, read, allow",
+        "p, role:helper, *, approval:*, write, allow",
     ):
         await engine.add(line)
     otto = await person(kernel, "otto", "operator")
@@ -187,6 +197,7 @@ async def test_the_agent_never_does_more_than_its_owner_may(
         AIMessage(content="I may not do that."),
     ]
     op = await kernel.processes.spawn("operator", ask("suspend the waiter"), principal=hal)
+    await approve_all(kernel, op.pid)  # even approved, the suspend is hal's to make
     done = await kernel.processes.wait(op.pid, timeout=60)
     assert done.state is ProcessState.DONE, done.error
     [result] = tool_results(done.output or {})
@@ -209,7 +220,7 @@ async def test_mistakes_come_back_to_the_model(
     otto = await person(kernel, "otto", "operator")
     llm.responses[:] = [
         tool_call("resume_process", "r1", pid=999),
-        tool_call("suspend_process", "r2", pid=1),
+        tool_call("resume_process", "r2", pid=1),
         AIMessage(content="Nothing to do."),
     ]
     op = await kernel.processes.spawn("operator", ask("resume 999"), principal=otto)
@@ -218,6 +229,7 @@ async def test_mistakes_come_back_to_the_model(
     assert done.state is ProcessState.DONE, done.error
     missing, itself = tool_results(done.output or {})
     assert "no process 999" in missing
+    assert "cannot resume it" in itself
     assert "runs this operator request" in itself
 
 

@@ -75,6 +75,31 @@ async def test_a_malformed_reading_is_refused_kept_and_the_rest_delivered(api: A
     assert len((await api.http.get("/v1/events/dlq")).json()["data"]) == 2
 
 
+async def test_a_refused_id_stays_refused_and_repeats_follow_the_first(api: Api) -> None:
+    bad = {"id": "r1", "topic": "sensor.bin.fill", "data": reading(1, level="full")}
+    first = (await api.http.post("/v1/events", json={"events": [bad]})).json()
+    assert [r["id"] for r in first["rejected"]] == ["r1"]
+    # The sender fixes the reading but keeps the id: what is stored under r1 is the refused
+    # one, so the answer must say so rather than report it accepted.
+    fixed = {"id": "r1", "topic": "sensor.bin.fill", "data": reading(1)}
+    again = (await api.http.post("/v1/events", json={"events": [fixed]})).json()
+    assert again["accepted"] == 0
+    [refused] = again["rejected"]
+    assert "refused before" in refused["reason"] and "new id" in refused["reason"]
+    # A repeated id within one batch: the first copy decides, for every copy.
+    batch = [
+        {"id": "d1", "topic": "sensor.bin.fill", "data": reading(2)},
+        {"id": "d1", "topic": "sensor.bin.fill", "data": reading(2, level="full")},
+        {"id": "d2", "topic": "sensor.bin.fill", "data": reading(3, level="full")},
+        {"id": "d2", "topic": "sensor.bin.fill", "data": reading(3)},
+    ]
+    mixed = (await api.http.post("/v1/events", json={"events": batch})).json()
+    assert mixed["accepted"] == 2
+    assert [r["index"] for r in mixed["rejected"]] == [2, 3]
+    letters = (await api.http.get("/v1/events/dlq")).json()["data"]
+    assert sorted(d["event"]["id"] for d in letters) == ["d2", "r1"]
+
+
 class Orders:
     """A plugin with a schema of its own."""
 
@@ -125,5 +150,19 @@ async def test_a_plugins_schema_guards_its_topic_for_every_publisher(kernel: Ker
     assert {d.event.id for d in letters} == {"o2", "o3"}
     with pytest.raises(Conflict):
         await kernel.events.replay(letters[0].id)
+    # Tenants are apart: the same id refused in one tenant and fine in another.
+    await kernel.identity.ensure_tenant("acme")
+    other = await kernel.events.publish_batch(
+        [
+            Event(id="x", topic="shop.order", tenant="default", source="t", data={"qty": 0}),
+            Event(id="x", topic="shop.order", tenant="acme", source="t", data={"qty": 3}),
+        ]
+    )
+    assert list(other.rejected) == [0]
+    await kernel.events.drain()
+    assert sorted(spawned) == ["o1", "x"]
+    assert {d.event.id for d in await kernel.events.dead_letters(tenant="acme")} == set()
+    [mine] = [d for d in await kernel.events.dead_letters(tenant="default") if d.event.id == "x"]
+    assert mine.event.tenant == "default"
     with pytest.raises(Conflict, match="already has a schema"):
         kernel.events.add_schema(EventSchema(topic="shop.order", check=lambda data: []))

@@ -40,6 +40,8 @@ class ChatScreen(ConsoleScreen):
         self.agents: list[str] = []
         self.history: list[dict[str, str]] = []
         """The conversation with the operator agent, sent with every request."""
+        self.working: int | None = None
+        """The pid of the operator request in progress (one at a time), if any."""
 
     def body(self) -> Iterable[Widget]:
         """The transcript and the prompt."""
@@ -91,14 +93,26 @@ class ChatScreen(ConsoleScreen):
                 "[yellow]kernos>[/yellow] not connected to the kernel yet, so the operator "
                 "agent cannot answer; try again once the header says connected."
             )
+        elif self.working is not None:
+            log.write(
+                f"[yellow]kernos>[/yellow] still working on your last request (pid "
+                f"{self.working}); wait for its answer, or /kill {self.working}"
+            )
         else:
             self.history.append({"role": "user", "content": text})
+            self.working = -1  # claimed until the process exists
             self.ask_operator(list(self.history[-MAX_TURNS:]))
 
     @work(group="operator")
     async def ask_operator(self, messages: list[dict[str, str]]) -> None:
         """Start the operator agent on the conversation, show what it proposes while it waits
         for approvals, then its answer."""
+        try:
+            await self._ask_operator(messages)
+        finally:
+            self.working = None
+
+    async def _ask_operator(self, messages: list[dict[str, str]]) -> None:
         log = self.query_one(RichLog)
         client = self.console.client
         try:
@@ -106,14 +120,14 @@ class ChatScreen(ConsoleScreen):
         except KernosError as exc:
             log.write(f"[red]error>[/red] {escape(str(exc))}")
             return
-        pid = int(process["pid"])
+        pid = self.working = int(process["pid"])
         log.write(f"[dim]operator agent working (pid {pid})…[/dim]")
         shown: set[str] = set()
         delay = 0.2
         while True:
             try:
                 process = await client.process(pid)
-                if process["state"] == "waiting":
+                if process["state"] == "waiting" and process.get("waiting_on") == "human":
                     for approval in await client.approvals():
                         if approval["pid"] == pid and approval["id"] not in shown:
                             shown.add(approval["id"])
@@ -132,6 +146,12 @@ class ChatScreen(ConsoleScreen):
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 1.0)
         self.console.refresh_now()
+        if process["state"] == "suspended":
+            log.write(
+                f"[yellow]kernos>[/yellow] the operator agent (pid {pid}) was suspended; "
+                "resume it (Processes screen, r) and its answer will be in its output"
+            )
+            return
         if process["state"] != "done":
             error = (process.get("error") or {}).get("message") or process["state"]
             log.write(f"[red]error>[/red] the operator agent (pid {pid}) {escape(str(error))}")
@@ -168,8 +188,8 @@ OPERATOR_AGENT = "operator"
 MAX_TURNS = 40
 """Most turns of the conversation sent with a request (the oldest are left out)."""
 
-FINISHED = frozenset({"done", "failed", "killed"})
-"""Process states after which no answer will come."""
+FINISHED = frozenset({"done", "failed", "killed", "suspended"})
+"""Process states after which no answer comes on its own (a suspended one needs a resume)."""
 
 
 def _proposal(approval: dict[str, Any]) -> str:
