@@ -104,6 +104,10 @@ class ProcessControl(Protocol):
     async def authorize(self, principal: Principal, obj: str, action: str) -> None:
         """Raise ``PolicyDenied`` unless ``principal`` may do ``action`` on ``obj``."""
 
+    async def authorize_process(self, process: ProcessRef, obj: str, action: str) -> None:
+        """Raise ``PolicyDenied`` unless ``process`` may do ``action`` on ``obj``: its owner,
+        its agent and the processes above it, as the pipeline asks for a syscall."""
+
     async def list_processes(
         self,
         *,

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from kernos.kernel.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
+
+MAX_SESSIONS = 16
+"""onnxruntime sessions kept loaded (the least recently used one goes first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ class ModelRuntime:
 
     def __init__(self, registry: ModelRegistry, *, drift: DriftMonitor | None = None) -> None:
         self._registry = registry
-        self._sessions: dict[str, Any] = {}
+        self._sessions: OrderedDict[str, Any] = OrderedDict()  # by digest, least recent first
         self._lock = asyncio.Lock()
         self.drift = drift
 
@@ -108,12 +112,15 @@ class ModelRuntime:
         model = await self._registry.get(name, version)
         session = self._sessions.get(model.sha256)
         if session is not None:
+            self._sessions.move_to_end(model.sha256)
             return session
         async with self._lock:
             session = self._sessions.get(model.sha256)
             if session is None:
                 session = await self._load(model)
                 self._sessions[model.sha256] = session
+                while len(self._sessions) > MAX_SESSIONS:  # retired versions leave memory
+                    self._sessions.popitem(last=False)
         return session
 
     async def _load(self, model: ModelVersion) -> Any:

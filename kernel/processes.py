@@ -53,7 +53,7 @@ from kernos.kernel.storage.models import (
     SyscallRow,
     TenantRow,
 )
-from kernos.kernel.syscalls import Actor, AuditRecord, ProcessRef
+from kernos.kernel.syscalls import Actor, AuditRecord, AuthRequest, ProcessRef
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -233,6 +233,23 @@ class ProcessManager:
         if found is None or (tenant is not None and found[1] != tenant):
             raise NotFound(f"no process {pid}" + (f" in tenant {tenant!r}" if tenant else ""))
         return process_info(found[0], found[1])
+
+    async def authorize_process(self, process: ProcessRef, obj: str, action: str) -> None:
+        """Raise ``PolicyDenied`` (audited) unless ``process`` may do ``action`` on ``obj``,
+        asked as the pipeline asks for a syscall: owner, agent and ancestors."""
+        request = AuthRequest(
+            principal=process.owner,
+            tenant=process.tenant,
+            obj=obj,
+            action=action,
+            pid=process.pid,
+            agent=process.agent,
+            parent_owner=process.parent_owner,
+            ancestors=process.ancestors,
+        )
+        decision = await self._kernel.authorizer.authorize(request)
+        if not decision.allowed:
+            await self._kernel.deny(process.owner, obj, action, rule=decision.rule)
 
     async def checkpoint_state(self, pid: int, *, tenant: str | None = None) -> dict[str, Any]:
         """The current checkpoint of ``pid`` as ``kernos.kernel.process_view`` shows it

@@ -216,6 +216,18 @@ async def test_a_drifting_temperature_sensor_is_flagged(kernel: Kernel) -> None:
     assert features["temp_c"]["drifted"] and not features["level"]["drifted"]
 
 
+async def test_the_model_needs_the_agents_grant_too(kernel: Kernel) -> None:
+    by = await admin(kernel)
+    await ensure_model(kernel, by=by, days=10)
+    await policy_services(kernel).engine.add(
+        f"p, agent:inspector, default, model:{MODEL_NAME}, call, deny"
+    )
+    done = await classify(kernel, by, HAZARD)  # the admin may; the agent may not
+    assert done.state is ProcessState.DONE, done.error
+    assert str(done.output["out"]).startswith("denied: ")
+    assert all(s.calls == 0 for s in kernel.models.stats(MODEL_NAME))
+
+
 def _append_a_byte(path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"\x00")
 
