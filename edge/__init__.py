@@ -5,7 +5,8 @@ devices: it depends on click, numpy and onnxruntime, never on the kernel's stack
 simulated city's sensors (:mod:`kernos.edge.sim`) feed the pre-filter (:mod:`kernos.edge.filter`,
 hazards by :mod:`kernos.edge.hazard`); what it forwards is kept in a durable store-and-forward
 buffer (:mod:`kernos.edge.buffer`) until the kernel acknowledges it
-(:mod:`kernos.edge.forwarder`); :mod:`kernos.edge.runner` ties them together.
+(:mod:`kernos.edge.forwarder`); :mod:`kernos.edge.runner` ties them together. Readings can also
+come from an MQTT broker (:mod:`kernos.edge.mqtt`, the ``mqtt`` extra: paho-mqtt).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ file exit with status 2, other failures with status 1.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -97,8 +99,8 @@ def main(ctx: click.Context) -> None:
     it, so an unreachable kernel, a crash or a reboot loses nothing. When a bounded buffer
     is full the agent refuses new events loudly rather than dropping old ones.
 
-    It needs neither the kernel nor its stack (click, numpy and onnxruntime only), so it fits
-    small devices.
+    It needs neither the kernel nor its stack (click, numpy and onnxruntime; paho-mqtt for
+    MQTT, the mqtt extra), so it fits small devices.
     """
     _help_if_no_subcommand(ctx)
 
@@ -190,7 +192,7 @@ def _or_dash(value: int | None) -> str:
     type=click.Choice(["sim", "mqtt"]),
     default="sim",
     show_default=True,
-    help="Where readings come from: the simulated city (mqtt: not available yet).",
+    help="Where readings come from: the simulated city, or an MQTT broker (--mqtt).",
 )
 @click.option(
     "--kernel",
@@ -244,6 +246,35 @@ def _or_dash(value: int | None) -> str:
     type=click.FloatRange(min=0),
     help="Seconds to wait at the end for the buffer to drain.",
 )
+@click.option(
+    "--mqtt",
+    "mqtt_url",
+    envvar="KERNOS_EDGE_MQTT",
+    metavar="URL",
+    help="--source mqtt: the broker, mqtt://[user:pass@]host[:port] (env KERNOS_EDGE_MQTT).",
+)
+@click.option(
+    "--mqtt-topic",
+    default="bins/+/reading",
+    show_default=True,
+    help="--source mqtt: the topic filter to subscribe; a payload without 'bin' takes it "
+    "from the topic's first numeric level.",
+)
+@click.option(
+    "--mqtt-qos",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 1),
+    help="--source mqtt: subscription QoS (1: what arrives while the agent is away is kept).",
+)
+@click.option(
+    "--idle-exit",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="--source mqtt: stop after this many seconds without a message (0: run until "
+    "SIGINT/SIGTERM).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the stats as one JSON object.")
 def run(
     source: str,
@@ -257,12 +288,18 @@ def run(
     hazard_model: Path | None,
     node: str | None,
     drain_timeout: float,
+    mqtt_url: str | None,
+    mqtt_topic: str,
+    mqtt_qos: int,
+    idle_exit: float,
     as_json: bool,
 ) -> None:
     """Read a source, filter on the device, buffer and forward to a kernel.
 
-    Prints one stats line at the end: raw readings, dropped ones by reason, forwarded,
-    acked by the kernel, dead-lettered, still buffered, retries.
+    Prints one stats line at the end: raw readings, dropped ones by reason, malformed
+    messages by kind (forwarded for the kernel to dead-letter), forwarded, acked and refused
+    by the kernel, dead-lettered here, still buffered, retries. SIGINT or SIGTERM stops the
+    source; what was read is still forwarded (up to --drain-timeout).
     """
     from kernos.edge.errors import EdgeError
     from kernos.edge.filter import EdgeFilter, FilterParams
@@ -274,19 +311,36 @@ def run(
 
     try:
         params = CityParams() if bins is None else CityParams(n_bins=bins)
-        readings = open_source(source, params=params, seed=seed, days=days, speed=speed)
-        edge_filter = EdgeFilter(
-            FilterParams.for_city(params), hazard=load_hazard_classifier(hazard_model)
+        node = node or (f"sim{seed}" if source == "sim" else "mqtt")
+        readings = open_source(
+            source,
+            params=params,
+            seed=seed,
+            days=days,
+            speed=speed,
+            mqtt_url=mqtt_url,
+            mqtt_topic=mqtt_topic,
+            mqtt_qos=mqtt_qos,
+            node=node,
+            idle_exit_s=idle_exit,
         )
-        report = run_edge(
-            readings,
-            edge_filter,
-            kernel_url=kernel_url,
-            key=key,
-            buffer_path=buffer_path.expanduser(),
-            node=node or f"sim{seed}",
-            drain_timeout_s=drain_timeout,
+        # Real sensors' bin ids are not the simulated city's: bound them only when asked.
+        filter_params = (
+            FilterParams.for_city(params)
+            if source == "sim"
+            else FilterParams.for_city(params, n_bins=bins)
         )
+        edge_filter = EdgeFilter(filter_params, hazard=load_hazard_classifier(hazard_model))
+        with _stopping_on_signals(readings.stop):
+            report = run_edge(
+                readings,
+                edge_filter,
+                kernel_url=kernel_url,
+                key=key,
+                buffer_path=buffer_path.expanduser(),
+                node=node,
+                drain_timeout_s=drain_timeout,
+            )
     except EdgeError as exc:
         raise CliError(str(exc)) from None
     except ValueError as exc:  # a bad URL, say
@@ -299,3 +353,98 @@ def run(
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
         click.echo(f"{PROG_NAME}: {report.line()}")
+
+
+@contextmanager
+def _stopping_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call ``stop`` on SIGINT and SIGTERM meanwhile (main thread only), then restore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@main.command(name="publish-sim")
+@click.option(
+    "--mqtt",
+    "mqtt_url",
+    required=True,
+    envvar="KERNOS_EDGE_MQTT",
+    metavar="URL",
+    help="The broker, mqtt://[user:pass@]host[:port] (env KERNOS_EDGE_MQTT).",
+)
+@click.option("--days", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--speed",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Simulated hours per real second (0: as fast as possible).",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="The simulated city's seed.")
+@click.option(
+    "--bins", type=click.IntRange(min=1), help="Bins in the simulated city (default: 300)."
+)
+@click.option(
+    "--topic-prefix",
+    default="bins",
+    show_default=True,
+    help="Readings go to PREFIX/{bin}/reading.",
+)
+@click.option("--qos", default=1, show_default=True, type=click.IntRange(0, 1))
+def publish_sim(
+    mqtt_url: str,
+    days: int,
+    speed: float,
+    seed: int,
+    bins: int | None,
+    topic_prefix: str,
+    qos: int,
+) -> None:
+    """Publish the simulated city's sensor readings to an MQTT broker: one JSON reading per
+    message on PREFIX/{bin}/reading, as real sensors would (for demos and tests)."""
+    from kernos.edge.errors import EdgeError
+    from kernos.edge.mqtt import parse_broker_url, publish, reading_topic
+    from kernos.edge.sim.params import CityParams
+    from kernos.edge.sources import SimSource
+
+    try:
+        url = parse_broker_url(mqtt_url)
+        params = CityParams() if bins is None else CityParams(n_bins=bins)
+        sim = SimSource(params, seed=seed, days=days, speed=speed)
+        messages = (
+            (reading_topic(b, prefix=topic_prefix), reading)
+            for chunk in sim
+            for b, reading in _chunk_readings(chunk)
+        )
+        with _stopping_on_signals(sim.stop):
+            count = publish(url, messages, qos=qos, client_id="")
+    except EdgeError as exc:
+        raise CliError(str(exc)) from None
+    except ConnectionError as exc:
+        raise CliFailure(str(exc)) from None
+    click.echo(f"{PROG_NAME}: published {count} reading(s) to {url}")
+
+
+def _chunk_readings(chunk: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(bin, reading)`` of one interval's readings, rounded as the sensors report them."""
+    for b, ts, level, temp, voc in zip(
+        chunk.bins, chunk.ts, chunk.level, chunk.temp_c, chunk.voc_ppm, strict=True
+    ):
+        yield (
+            b,
+            {
+                "bin": b,
+                "level": round(level, 4),
+                "temp_c": round(temp, 2),
+                "voc_ppm": round(voc, 3),
+                "ts": ts,
+            },
+        )

@@ -64,6 +64,9 @@ class ForwarderStats:
     """Events the kernel accepted (and the buffer dropped)."""
     dead_lettered: int = 0
     """Poison events moved to the dead-letter store."""
+    rejected: int = 0
+    """Events the kernel took but refused by their topic's schema (``rejected`` in its 202
+    answer): it keeps them in its own dead-letter queue, with the reason."""
     failures: int = 0
     """Attempts that failed and were retried after a backoff."""
     last_error: str | None = None
@@ -146,6 +149,7 @@ class Forwarder:
         if 200 <= status < 300:
             self.buffer.ack(events[-1].seq)
             self.stats.acked += len(events)
+            self.stats.rejected += _rejected_count(detail)
             return len(events)
         if status in (401, 403):
             raise ForwardRefused(f"the kernel refused this edge agent's key ({status}): {detail}")
@@ -179,8 +183,8 @@ class Forwarder:
         log.warning("event %s dead-lettered: %s", event.event_id, reason)
 
     def _post(self, events: list[BufferedEvent]) -> tuple[int, str, float | None]:
-        """POST one batch; ``(status, detail, retry_after)``; raises KernelUnavailable when
-        no HTTP answer came back at all."""
+        """POST one batch; ``(status, detail or 2xx body, retry_after)``; raises
+        KernelUnavailable when no HTTP answer came back at all."""
         body = json.dumps(
             {"events": [_wire(e) for e in events]}, separators=(",", ":"), allow_nan=False
         ).encode()
@@ -197,8 +201,8 @@ class Forwarder:
         self.stats.posts += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                response.read()
-                return int(response.status), "", None
+                text = response.read().decode("utf-8", "replace")
+                return int(response.status), text, None
         except urllib.error.HTTPError as exc:
             with exc:
                 text = exc.read().decode("utf-8", "replace")
@@ -223,6 +227,16 @@ def _wire(event: BufferedEvent) -> dict[str, Any]:
     if event.event_id is not None:
         wire["id"] = event.event_id
     return wire
+
+
+def _rejected_count(text: str) -> int:
+    """How many events a 2xx answer of ``POST /v1/events`` lists as ``rejected``."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return 0
+    rejected = body.get("rejected") if isinstance(body, dict) else None
+    return len(rejected) if isinstance(rejected, list) else 0
 
 
 def _problem_detail(text: str) -> str:

@@ -3,8 +3,12 @@
 :func:`run_edge` reads a source, filters each chunk of readings, appends what is worth
 forwarding to the store-and-forward buffer (one transaction per chunk, each event with a
 deterministic id ``{node}-{bin}-{ts in ms}``), and runs the :class:`Forwarder` on a thread
-that drains the buffer to the kernel meanwhile. Malformed readings go to the dead-letter
-store (``<buffer>.dead``) with their reason. When the source ends it waits up to
+that drains the buffer to the kernel meanwhile. Malformed readings given as mappings go to the
+dead-letter store (``<buffer>.dead``) with their reason. Malformed *messages* (a
+:class:`MessageChunk` from ``--source mqtt``) are forwarded to the kernel as they came, with
+a deterministic id: its ``sensor.bin.fill`` schema refuses them into its dead-letter queue
+with the reason, where operators see them (``kernos events dlq``); the report counts them by
+kind, and counts what the kernel refused. When the source ends it waits up to
 ``drain_timeout_s`` for the buffer to empty; whatever is left stays buffered for the next
 run, which sends it first.
 """
@@ -15,6 +19,7 @@ import logging
 import math
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,7 @@ from kernos.edge.errors import EdgeConfigError
 from kernos.edge.filter import EdgeFilter, Forward
 from kernos.edge.forwarder import Forwarder, ForwardRefused
 from kernos.edge.sim import TOPIC
-from kernos.edge.sources import ReadingColumns
+from kernos.edge.sources import MessageChunk, ReadingColumns
 
 __all__ = ["RunReport", "dead_letter_path", "event_id", "run_edge"]
 
@@ -57,6 +62,11 @@ class RunReport:
     """Events the kernel accepted during this run (earlier runs' leftovers included)."""
     dead_lettered: int
     """Events in the dead-letter store from this run: malformed readings and poison events."""
+    malformed: dict[str, int]
+    """Malformed messages forwarded for the kernel to dead-letter, by kind (``not_json``,
+    ``not_object``, ``invalid``)."""
+    rejected: int
+    """Events the kernel refused (its schema) and keeps in its dead-letter queue."""
     left_in_buffer: int
     """Events still buffered at the end (the kernel was unreachable too long)."""
     failures: int
@@ -72,6 +82,8 @@ class RunReport:
             "forwarded": self.forwarded,
             "acked": self.acked,
             "dead_lettered": self.dead_lettered,
+            "malformed": self.malformed,
+            "rejected": self.rejected,
             "left_in_buffer": self.left_in_buffer,
             "failures": self.failures,
             "hazard": self.hazard,
@@ -80,16 +92,20 @@ class RunReport:
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         dropped = ",".join(f"{k}:{v}" for k, v in sorted(self.dropped.items())) or "none"
+        malformed = ""
+        if self.malformed:
+            kinds = ",".join(f"{k}:{v}" for k, v in sorted(self.malformed.items()))
+            malformed = f"malformed={sum(self.malformed.values())} ({kinds}) "
         return (
-            f"raw={self.raw} dropped={sum(self.dropped.values())} ({dropped}) "
-            f"forwarded={self.forwarded} acked={self.acked} "
+            f"raw={self.raw} dropped={sum(self.dropped.values())} ({dropped}) {malformed}"
+            f"forwarded={self.forwarded} acked={self.acked} rejected={self.rejected} "
             f"dead_lettered={self.dead_lettered} buffered={self.left_in_buffer} "
             f"retries={self.failures} hazard={self.hazard}"
         )
 
 
 def run_edge(
-    source: Iterable[ReadingColumns | Iterable[Mapping[str, Any]]],
+    source: Iterable[ReadingColumns | MessageChunk | Iterable[Mapping[str, Any]]],
     edge_filter: EdgeFilter,
     *,
     kernel_url: str,
@@ -100,7 +116,8 @@ def run_edge(
     batch_size: int = 500,
     backoff_max_s: float = 30.0,
 ) -> RunReport:
-    """Run the edge agent over ``source`` (chunks of readings, column-wise or as mappings).
+    """Run the edge agent over ``source`` (chunks of readings: column-wise, as mappings, or
+    MQTT messages).
 
     Raises :class:`ForwardRefused` when the kernel refuses the key (the events stay
     buffered) and :class:`EdgeConfigError` for a bad ``node`` name.
@@ -134,14 +151,23 @@ def run_edge(
         thread = threading.Thread(target=forward, name="kernos-edge-forwarder", daemon=True)
         thread.start()
         malformed = 0
+        kinds: Counter[str] = Counter()
         try:
             for chunk in source:
                 if failure:
                     break
+                refused: list[PendingEvent] = []
                 if isinstance(chunk, ReadingColumns):
                     forwards = edge_filter.process_columns(
                         chunk.bins, chunk.ts, chunk.level, chunk.temp_c, chunk.voc_ppm
                     )
+                elif isinstance(chunk, MessageChunk):
+                    forwards = edge_filter.process(chunk.readings).forwards
+                    for bad in chunk.malformed:
+                        refused.append(
+                            PendingEvent(topic=TOPIC, payload=bad.payload, event_id=bad.event_id)
+                        )
+                        kinds[bad.kind] += 1
                 else:
                     output = edge_filter.process(chunk)
                     forwards = output.forwards
@@ -151,10 +177,16 @@ def run_edge(
                             {"reading": _jsonable(rejected.reading), "error": rejected.reason},
                         )
                         malformed += 1
-                if forwards:
+                if forwards or refused:
+                    # One transaction: the chunk is buffered whole before the source acks it.
                     buffer.append_many(
-                        PendingEvent(topic=TOPIC, payload=f.payload(), event_id=event_id(node, f))
-                        for f in forwards
+                        refused
+                        + [
+                            PendingEvent(
+                                topic=TOPIC, payload=f.payload(), event_id=event_id(node, f)
+                            )
+                            for f in forwards
+                        ]
                     )
         finally:
             source_done.set()
@@ -177,6 +209,8 @@ def run_edge(
             forwarded=stats.forwarded,
             acked=forwarder.stats.acked,
             dead_lettered=forwarder.stats.dead_lettered + malformed,
+            malformed=dict(kinds),
+            rejected=forwarder.stats.rejected,
             left_in_buffer=len(buffer),
             failures=forwarder.stats.failures,
             hazard=edge_filter.hazard.name,

@@ -135,6 +135,22 @@ class Settings(BaseSettings):
     """Events a tenant may publish at once above the sustained rate (the bucket's size); a
     batch beyond what is left is refused with 429 and ``Retry-After``."""
 
+    mqtt_url: str | None = None
+    """MQTT broker the ``sensors`` plugin's bridge subscribes to, ``mqtt://[user:pass@]host
+    [:port]`` (``mqtts://`` for TLS); its readings become ``sensor.bin.fill`` events. Unset:
+    no bridge. Needs the ``mqtt`` extra (paho-mqtt)."""
+
+    mqtt_topic: str = "bins/+/reading"
+    """Topic filter the bridge subscribes to (QoS 1); a payload without ``bin`` takes it from
+    the topic's first numeric level."""
+
+    mqtt_tenant: str = "default"
+    """Tenant the bridge publishes its events in."""
+
+    mqtt_client_id: str = "kernos-sensors"
+    """The bridge's MQTT client id: it names the broker's persistent session, which keeps
+    what is published while the kernel is down. One per kernel on a broker."""
+
     policy_refresh_seconds: float = Field(default=1.0, gt=0, le=3600)
     """Bound on how stale the policy may be: a change written by another process (another
     kernel or CLI on the same database) is in force for every decision made later than this
@@ -270,6 +286,22 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
+
+    @field_validator("mqtt_url", mode="after")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not an MQTT broker URL ({exc})") from None
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("use mqtt://host[:port] or mqtts://host[:port]")
+        return value
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -5,13 +5,15 @@
 #   scripts/services.sh stop         stop and delete everything it started
 #   scripts/services.sh run -- CMD   start, run CMD with the services' variables, stop
 #
-# Services: PostgreSQL (Debian's server package). Tests read KERNOS_TEST_PG_URL.
+# Services: PostgreSQL (Debian's server package), tests read KERNOS_TEST_PG_URL; mosquitto
+# (Debian's MQTT broker), tests read KERNOS_TEST_MQTT_URL.
 set -euo pipefail
 
 # start/stop share one folder per user; `run` makes its own, so concurrent runs
 # (two `make test`s, a developer and a helper) never stop each other's servers.
 STATE=${KERNOS_SERVICES_DIR:-${TMPDIR:-/tmp}/kernos-services-$(id -u)}
 PG_DIR=$STATE/postgres
+MQTT_DIR=$STATE/mosquitto
 
 log() { echo "services: $*" >&2; }
 
@@ -75,14 +77,70 @@ stop_postgres() {
   fi
 }
 
+install_mosquitto() {
+  { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "mosquitto is not installed; run: sudo apt-get install -y mosquitto"
+    exit 1
+  fi
+  log "installing mosquitto from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq mosquitto >/dev/null
+}
+
+start_mosquitto() {
+  install_mosquitto
+  local bin port
+  bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  port=$(free_port)
+  mkdir -p "$MQTT_DIR"
+  # Loopback only, anonymous, in memory. Sessions still persist across a client's
+  # reconnects while the broker runs (what the QoS 1 tests need); the offline queue is
+  # raised from mosquitto's 1000 so a test that publishes while a client is away loses none.
+  cat >"$MQTT_DIR/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 100000
+log_dest stderr
+log_type error
+log_type warning
+EOF
+  chmod 644 "$MQTT_DIR/mosquitto.conf"
+  # As root, mosquitto drops to its own 'mosquitto' user; it only reads its config.
+  setsid "$bin" -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_DIR/mosquitto.log" 2>&1 </dev/null &
+  echo $! >"$MQTT_DIR/pid"
+  local _
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "export KERNOS_TEST_MQTT_URL=mqtt://127.0.0.1:$port" >>"$STATE/env"
+      log "mosquitto on 127.0.0.1:$port"
+      return 0
+    fi
+    kill -0 "$(cat "$MQTT_DIR/pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$MQTT_DIR/mosquitto.log" >&2
+  log "mosquitto did not start"
+  exit 1
+}
+
+stop_mosquitto() {
+  [ -f "$MQTT_DIR/pid" ] || return 0
+  kill "$(cat "$MQTT_DIR/pid")" 2>/dev/null || true
+}
+
 start() {
   stop
   mkdir -p "$STATE"
   : >"$STATE/env"
   start_postgres
+  start_mosquitto
 }
 
 stop() {
+  stop_mosquitto
   stop_postgres
   rm -rf "$STATE"
 }
@@ -98,6 +156,7 @@ case "${1:-}" in
       STATE=$(mktemp -d "${TMPDIR:-/tmp}/kernos-services-run.XXXXXX")
       chmod 755 "$STATE"  # the server runs as another user and must reach its folder
       PG_DIR=$STATE/postgres
+      MQTT_DIR=$STATE/mosquitto
     fi
     trap stop EXIT
     start

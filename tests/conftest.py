@@ -43,6 +43,19 @@ def pg_server_url() -> str:
     return PG_URL
 
 
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    """The throwaway mosquitto broker's URL (``mqtt://127.0.0.1:PORT``); CI fails rather than
+    skips without it. Tests share it: use topics and client ids of their own."""
+    url = os.environ.get("KERNOS_TEST_MQTT_URL")
+    if not url:
+        message = "no MQTT broker: run the tests through `make test` (scripts/services.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
 def _admin_conninfo(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -36,14 +36,11 @@ def test_kernos_edge_is_the_same_command_as_kernos_edge_run(tmp_path: Path) -> N
     args = ("run", "--source", "mqtt", "--kernel", "http://127.0.0.1:9")
     mqtt = run(KERNOS_BIN, "edge", *args, env=env)
     assert mqtt.returncode == 2
-    assert mqtt.stderr.strip() == (
-        "kernos: error: --source mqtt is not available yet in this version of kernos-edge; "
-        "use --source sim"
-    )
+    assert mqtt.stderr.strip() == "kernos: error: --source mqtt needs --mqtt URL (mqtt://host:port)"
     edge_bin = Path(sys.executable).with_name("kernos-edge")
     same = run(edge_bin, *args, env=env)
     assert same.returncode == 2
-    assert same.stderr.strip().startswith("kernos-edge: error: --source mqtt is not available")
+    assert same.stderr.strip().startswith("kernos-edge: error: --source mqtt needs --mqtt URL")
 
 
 @pytest.mark.slow
@@ -94,3 +91,11 @@ def test_kernos_edge_from_its_own_virtualenv_forwards_to_a_real_kernel(tmp_path:
     assert len(rows) == stats["forwarded"]
     assert all(event_id.startswith("sim5-") for event_id, _ in rows)
     assert {source for _, source in rows} == {"default/edge-sim"}  # as its own principal
+    # MQTT is an extra (kernos-edge[mqtt]): without it, --source mqtt says what to install.
+    no_paho = run(
+        venv / "bin" / "kernos-edge", "run", "--source", "mqtt", "--mqtt", "mqtt://127.0.0.1:9",
+        "--kernel", "http://127.0.0.1:9", "--key", "k", "--buffer", tmp_path / "b2.sqlite",
+        env=edge_env,
+    )  # fmt: skip
+    assert no_paho.returncode == 2
+    assert "pip install 'kernos-edge[mqtt]'" in no_paho.stderr
