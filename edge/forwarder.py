@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import threading
 import time
 import urllib.error
@@ -38,6 +39,11 @@ from kernos.edge.buffer import BufferedEvent, ForwardBuffer
 __all__ = ["ForwardRefused", "Forwarder", "ForwarderStats", "KernelUnavailable"]
 
 log = logging.getLogger(__name__)
+
+BACKLOG_HEADER = "Kernos-Edge-Backlog"
+"""Events waiting in this edge's buffer when a batch is sent (the batch included)."""
+NODE_HEADER = "Kernos-Edge-Node"
+"""The edge agent's name (``--name``)."""
 
 _PROBLEM_MAX = 500
 
@@ -93,6 +99,7 @@ class Forwarder:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         rng: random.Random | None = None,
+        node: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -107,6 +114,8 @@ class Forwarder:
         self.backoff_max_s = backoff_max_s
         self.stats = ForwarderStats()
         self._key = key
+        self.node = node
+        """This edge agent's name, sent with each batch (the kernel's backlog gauge)."""
         self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not security
         self._stop = threading.Event()
         self._failures_in_row = 0
@@ -192,11 +201,7 @@ class Forwarder:
             self.url,
             data=body,
             method="POST",
-            headers={
-                "Authorization": f"Bearer {self._key}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
+            headers=self._headers(),
         )
         self.stats.posts += 1
         try:
@@ -210,6 +215,20 @@ class Forwarder:
         except (urllib.error.URLError, OSError, HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise KernelUnavailable(f"kernel unreachable: {reason}") from exc
+
+    def _headers(self) -> dict[str, str]:
+        """The batch's headers: the key, a W3C ``traceparent`` starting a trace for the batch
+        (the kernel's spans for it join that trace), and this edge's backlog."""
+        headers = {
+            "Authorization": f"Bearer {self._key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+            BACKLOG_HEADER: str(len(self.buffer)),
+        }
+        if self.node:
+            headers[NODE_HEADER] = self.node
+        return headers
 
     def _backoff(self, retry_after: float | None) -> float:
         """Seconds to wait after a failure: exponential, capped, half of it jitter."""

@@ -138,6 +138,7 @@ def run_edge(
             dead_letters=dead,
             batch_size=batch_size,
             backoff_max_s=backoff_max_s,
+            node=node,
         )
         source_done = threading.Event()
         failure: list[BaseException] = []

@@ -14,10 +14,12 @@ from typing_extensions import TypedDict
 from kernos.api.deps import KernelDep, allowed
 from kernos.api.ratelimit import TenantRateLimiter
 from kernos.api.schemas import MAX_ID
+from kernos.kernel import telemetry as names
 from kernos.kernel.errors import InvalidInput, PayloadTooLarge
 from kernos.kernel.events import Event
 from kernos.kernel.events.topics import check_not_reserved
 from kernos.kernel.identity import Principal
+from kernos.kernel.kernel import Kernel
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -137,6 +139,26 @@ class EventsAccepted(BaseModel):
     """Events refused by their topic's schema (``sensor.bin.fill`` checks readings)."""
 
 
+EDGE_BACKLOG_HEADER = "kernos-edge-backlog"
+"""Events waiting in the sending edge agent's buffer (``kernos-edge`` sends it)."""
+EDGE_NODE_HEADER = "kernos-edge-node"
+"""The sending edge agent's name."""
+
+
+def _note_edge_backlog(request: Request, kernel: Kernel, tenant: str) -> None:
+    """Record an edge agent's store-and-forward backlog (``kernos.edge.buffer_depth``)."""
+    raw = request.headers.get(EDGE_BACKLOG_HEADER)
+    if raw is None:
+        return
+    try:
+        backlog = int(raw)
+    except ValueError:
+        return  # a header we cannot read changes nothing about the events
+    node = request.headers.get(EDGE_NODE_HEADER, "")[:32] or "unnamed"
+    gauge = kernel.telemetry.instrument(names.EDGE_BUFFER_DEPTH)
+    gauge.set(max(backlog, 0), {"kernos.edge.node": node, names.ATTR_TENANT: tenant})
+
+
 @router.post(
     "",
     status_code=202,
@@ -180,6 +202,7 @@ async def publish_events(
     for e in events:
         check_not_reserved(e["topic"], e.get("id"))
     limiter.take(principal.tenant, len(events))
+    _note_edge_backlog(request, kernel, principal.tenant)
     now = kernel.clock.now()  # stamped here: the bus would copy every event to stamp it
     caller = principal.subject
     published = await kernel.events.publish_batch(

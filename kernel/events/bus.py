@@ -23,10 +23,15 @@ import asyncio
 import logging
 import random
 from collections.abc import Coroutine, Iterable, Sequence
+from contextvars import Token
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.orm import Session
 
 from kernos.kernel.clock import Clock
@@ -49,6 +54,25 @@ from kernos.kernel.syscalls import AuditSink
 log = logging.getLogger(__name__)
 
 _ERROR_MAX = 2000
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, if one is recording a trace."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    )
+
+
+def _enter_trace(traceparent: str | None) -> Token[Context] | None:
+    """Make ``traceparent`` the current (remote) parent; the token to detach, if any."""
+    if not traceparent:
+        return None
+    extracted = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    return otel_context.attach(extracted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +276,9 @@ class EventBus:
         now = self._clock.now()
         plans, rejected = self._plans(events, now)
         refused: dict[int, str] = {}
-        stored, new = await self._store.insert(plans, now, rejected=rejected, refused=refused)
+        stored, new = await self._store.insert(
+            plans, now, rejected=rejected, refused=refused, trace=current_traceparent()
+        )
         for delivery_id in new:
             self._schedule(delivery_id)
         return Published(stored=stored, rejected=refused)
@@ -263,7 +289,8 @@ class EventBus:
         job has committed (until then nothing delivers them; after a crash, ``start`` does)."""
         now = self._clock.now()
         plans, rejected = self._plans(events, now)
-        return self._store.insert_in(session, plans, now, rejected=rejected)[1]
+        trace = current_traceparent()
+        return self._store.insert_in(session, plans, now, rejected=rejected, trace=trace)[1]
 
     def add_schema(self, schema: EventSchema) -> None:
         """Check every event published on ``schema.topic`` from now on: one it refuses is
@@ -370,7 +397,16 @@ class EventBus:
         return False
 
     async def _call(self, sub: _Subscription, claim: Claim) -> int | None:
-        """Deliver to a handler, or spawn a trigger's agent; returns the pid spawned."""
+        """Deliver to a handler, or spawn a trigger's agent; returns the pid spawned. Either
+        runs in the trace the event was published in (a process it starts joins it)."""
+        token = _enter_trace(claim.event.traceparent)
+        try:
+            return await self._deliver_to(sub, claim)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _deliver_to(self, sub: _Subscription, claim: Claim) -> int | None:
         if sub.handler is not None:
             await sub.handler(claim.event)
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from kernos.kernel.identity import Principal, check_name
 if TYPE_CHECKING:
     from kernos.kernel.processes import ProcessInfo
 
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _known_tenants: set[str] = set()  # names already checked: events repeat a few tenants
 
 
@@ -63,6 +65,9 @@ class Event:
     id: str = field(default_factory=_new_id)
     time: datetime | None = None
     correlation_id: str | None = None
+    traceparent: str | None = None
+    """The W3C trace context it was published in (``00-<trace>-<span>-<flags>``): set by the
+    bus from the publisher's current span when not given."""
 
     def __post_init__(self) -> None:
         check_topic(self.topic)
@@ -80,6 +85,8 @@ class Event:
             raise InvalidInput("event correlation_id must be 1-64 characters")
         if self.time is not None and self.time.tzinfo is None:
             raise InvalidInput("event time must be timezone-aware")
+        if self.traceparent is not None and not _TRACEPARENT.fullmatch(self.traceparent):
+            raise InvalidInput("event traceparent must be a W3C traceparent (00-<32>-<16>-<2>)")
         if not isinstance(self.data, dict):
             raise InvalidInput(f"event data must be a JSON object, not {type(self.data).__name__}")
         if not _flat_json(self.data):

@@ -83,6 +83,7 @@ def _event(row: EventRow, tenant: str) -> Event:
         data=row.data,
         time=row.time,
         correlation_id=row.correlation_id,
+        traceparent=row.traceparent,
     )
 
 
@@ -130,14 +131,18 @@ def _insert_ids(session: Session, key: Any, rows: list[dict[str, Any]]) -> list[
 
 
 _SQLITE_EVENT_INSERT = (
-    "INSERT INTO events (seq, tenant_id, event_id, topic, source, data, time, correlation_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events "
+    "(seq, tenant_id, event_id, topic, source, data, time, correlation_id, traceparent) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores values
 
 
 def _insert_events_sqlite(
-    session: Session, fresh: list[tuple[Event, list[str], int]], now: datetime
+    session: Session,
+    fresh: list[tuple[Event, list[str], int]],
+    now: datetime,
+    trace: str | None,
 ) -> list[int]:
     """Insert new events through the driver, values already in SQLAlchemy's SQLite storage
     format (per-row bind processing cost more than the insert itself); seqs as
@@ -160,6 +165,7 @@ def _insert_events_sqlite(
                 json.dumps(event.data),
                 stamp,
                 event.correlation_id,
+                event.traceparent or trace,
             )
         )
     session.connection().exec_driver_sql(_SQLITE_EVENT_INSERT, rows)
@@ -230,6 +236,7 @@ class EventStore:
         *,
         rejected: dict[int, str] | None = None,
         refused: dict[int, str] | None = None,
+        trace: str | None = None,
     ) -> tuple[list[Event], list[int]]:
         """Commit new events with a pending delivery per subscriber key, audited.
 
@@ -238,7 +245,9 @@ class EventStore:
         tenant.
         """
         return await self._db.write(
-            lambda session: self.insert_in(session, plans, now, rejected=rejected, refused=refused)
+            lambda session: self.insert_in(
+                session, plans, now, rejected=rejected, refused=refused, trace=trace
+            )
         )
 
     def insert_in(
@@ -249,6 +258,7 @@ class EventStore:
         *,
         rejected: dict[int, str] | None = None,
         refused: dict[int, str] | None = None,
+        trace: str | None = None,
     ) -> tuple[list[Event], list[int]]:
         """``insert`` inside a writer job that is already open, so events commit with the
         caller's other writes (a process's finish and its ``process.finished`` event).
@@ -315,7 +325,7 @@ class EventStore:
         if not fresh:
             return stored, []
         if session.get_bind().dialect.name == "sqlite":
-            seqs = _insert_events_sqlite(session, fresh, now)
+            seqs = _insert_events_sqlite(session, fresh, now, trace)
         else:
             seqs = _insert_ids(
                 session,
@@ -329,6 +339,7 @@ class EventStore:
                         "data": event.data,
                         "time": event.time or now,
                         "correlation_id": event.correlation_id,
+                        "traceparent": event.traceparent or trace,
                     }
                     for event, _, tenant_id in fresh
                 ],

@@ -313,6 +313,9 @@ class EventRow(Base):
     data: Mapped[Any] = mapped_column(JSON)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     correlation_id: Mapped[str | None] = mapped_column(String(64))
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    """The W3C trace context it was published in (migration 0014): deliveries and the
+    processes its triggers start join that trace."""
 
 
 class EventDeliveryRow(Base):
