@@ -70,6 +70,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.memory.plugin", essential=True),
     # LLM backend kinds: OpenAI-compatible servers, vLLM, and the labelled simulation.
     Builtin("kernos.plugins.llm_backends"),
+    # City-ops routing: fill forecasts and OR-Tools route plans as governed tools.
+    Builtin("kernos.plugins.routing.plugin"),
     # Built-in agents: the operator agent behind the console's chat, with its tools.
     Builtin("kernos.agents.plugin"),
     # The hazard classifier tool (an ONNX model from the registry).

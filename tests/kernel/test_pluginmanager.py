@@ -170,6 +170,7 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
         "kernos.policy.plugin": "loaded",
         "kernos.memory.plugin": "loaded",
         "kernos.plugins.llm_backends": "disabled",  # non-essential built-ins obey it
+        "kernos.plugins.routing.plugin": "disabled",
         "kernos.agents.plugin": "disabled",
         "kernos.plugins.hazard.plugin": "disabled",
         "kernos.plugins.sensors.plugin": "disabled",
