@@ -78,6 +78,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.plugins.hazard.plugin"),
     # The schema of the simulated city's sensor readings (malformed ones are dead-lettered).
     Builtin("kernos.plugins.sensors.plugin"),
+    # The city-ops scenario: bin board, fleet, dispatcher agent, `kernos demo waste`.
+    Builtin("kernos.plugins.city.plugin"),
     # `kernos console`: the Textual operator console (Textual loads only when it runs).
     Builtin("kernos.tui.plugin"),
 )

@@ -174,6 +174,7 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
         "kernos.agents.plugin": "disabled",
         "kernos.plugins.hazard.plugin": "disabled",
         "kernos.plugins.sensors.plugin": "disabled",
+        "kernos.plugins.city.plugin": "disabled",
         "kernos.tui.plugin": "disabled",
         "optional_plugin": "disabled",
     }

@@ -21,7 +21,7 @@ from kernos.kernel.storage.models import AuditRow
 from kernos.kernel.tokens import read_admin_token
 from tests.conftest import served_kernel
 
-from .test_approval_escalation import EFFECTS, Agents
+from .test_approval_escalation import BUILTINS, EFFECTS, Agents
 
 RULE = "a, default, tool:dispatch_trucks, call, hazard == true, inspector, 1d, admin"
 ROUTE = "/v1/policy/approval-rules"
@@ -56,7 +56,7 @@ class Api:
 async def api(kernos_home: Path) -> AsyncIterator[Api]:
     EFFECTS.clear()
     port = free_port()
-    plugins = PluginManager(entry_points=False)
+    plugins = PluginManager(entry_points=False, builtins=BUILTINS)
     plugins.add(Agents(), name="test-agents")
     settings = load_settings(home=kernos_home, api_port=port)
     kernel = Kernel(settings, plugins=plugins, serve_api=True)
