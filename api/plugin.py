@@ -16,12 +16,14 @@ from weakref import WeakKeyDictionary
 from kernos.kernel.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from kernos.api.hitl import HitlNotifier
     from kernos.api.server import ApiServer
     from kernos.api.webhooks import WebhookNotifier
     from kernos.kernel.kernel import Kernel
 
 _servers: WeakKeyDictionary[Kernel, ApiServer] = WeakKeyDictionary()
 _notifiers: WeakKeyDictionary[Kernel, WebhookNotifier] = WeakKeyDictionary()
+_hitl: WeakKeyDictionary[Kernel, HitlNotifier] = WeakKeyDictionary()
 
 
 def api_server(kernel: Kernel) -> ApiServer | None:
@@ -39,6 +41,7 @@ async def on_startup(kernel: Kernel) -> None:
     """Create the admin token if missing, deliver run webhooks (whether or not this kernel
     serves: deliveries left pending by a serving kernel go on), and serve the API if the
     kernel was asked to."""
+    from kernos.api.hitl import HitlNotifier
     from kernos.api.webhooks import WebhookNotifier
     from kernos.kernel.tokens import ensure_admin_token
 
@@ -46,6 +49,9 @@ async def on_startup(kernel: Kernel) -> None:
     notifier = await asyncio.to_thread(WebhookNotifier, kernel)
     notifier.install()
     _notifiers[kernel] = notifier
+    hitl = await asyncio.to_thread(HitlNotifier, kernel)
+    hitl.install()  # approval notifications to the answering role's webhook, if configured
+    _hitl[kernel] = hitl
     if not kernel.serve_api:
         return
     from kernos.api.app import create_app
@@ -72,3 +78,6 @@ async def on_shutdown(kernel: Kernel) -> None:
     notifier = _notifiers.pop(kernel, None)
     if notifier is not None:
         await notifier.aclose()
+    hitl = _hitl.pop(kernel, None)
+    if hitl is not None:
+        await hitl.aclose()

@@ -332,6 +332,7 @@ class Kernel:
             usage=self.usage,
             authorizer=self.authorizer,
             journal=self.journal,
+            announce=self._announce,
         )
         pipeline = Pipeline(default_stages(services))
         for stage, where in [*self.plugins.pipeline_stages(), *provided]:
@@ -379,6 +380,14 @@ class Kernel:
     def scheduler(self) -> LLMScheduler | None:
         """The LLM scheduler over the configured backends (``None`` when none is configured)."""
         return self._scheduler
+
+    async def _announce(self, topic: str, event_id: str, tenant: str, data: dict[str, Any]) -> None:
+        """Publish one of the kernel's own events (``approval.requested``) on the bus."""
+        from kernos.kernel.events import Event
+
+        await self.events.publish(
+            Event(id=event_id, topic=topic, tenant=tenant, source="kernel", data=data)
+        )
 
     async def _publish_drift(self, report: DriftReport) -> None:
         """Put a drifted window on the event bus (``model.drift``), once it runs."""

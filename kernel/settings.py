@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     """Let run webhooks call loopback, private and link-local addresses (off: a tenant could
     otherwise make the kernel call services on its own network). For trusted networks."""
 
+    hitl_webhooks: dict[str, str] = Field(default_factory=dict)
+    """Role → webhook URL told (signed like run webhooks) when an approval for that role is
+    requested, escalated or expires; ``*`` for every other role
+    (``KERNOS_HITL_WEBHOOKS='{"inspector": "https://pager.example/kernos"}'``)."""
+
     llm_base_url: str | None = None
     """Base URL of an OpenAI-compatible LLM server (``…/v1``)."""
 

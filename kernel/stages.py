@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -120,6 +120,9 @@ class StageServices:
     usage: UsageBook
     authorizer: Authorizer
     journal: JournalIndex = field(default_factory=JournalIndex)
+    announce: Callable[[str, str, str, dict[str, Any]], Awaitable[None]] | None = None
+    """Publishes a kernel event ``(topic, event id, tenant, data)`` after a commit: the
+    approval stage announces ``approval.requested`` (human-in-the-loop notifications)."""
 
 
 def _trace_id(span: Any) -> str | None:
@@ -487,9 +490,35 @@ class ApprovalStage(Stage):
                     rule=rule,
                 ),
             )
+            created.append(approval_id)
             return approval_id, role
 
-        return await self._s.db.write(job)
+        created: list[str] = []
+        approval_id, required = await self._s.db.write(job)
+        if created and self._s.announce is not None:
+            deadline = None if step is None else (now + timedelta(seconds=step)).isoformat()
+            data = {
+                "approval_id": approval_id,
+                "pid": call.process.pid,
+                "kind": call.kind.value,
+                "question": call.question or f"Allow {call.target}?",
+                "proposed": None if call.kind is SyscallKind.HUMAN_ASK else _proposal(call),
+                "role": required,
+                "level": 0,
+                "deadline": deadline,
+                "escalation": route,
+                "rule": rule,
+            }
+            try:  # after the commit: a lost announcement never loses the approval itself
+                await self._s.announce(
+                    "approval.requested",
+                    f"{approval_id}.requested",
+                    call.process.tenant,
+                    data,
+                )
+            except Exception as exc:
+                log.warning("could not announce approval %s: %s", approval_id, exc)
+        return approval_id, required
 
 
 def _proposal(call: Syscall) -> dict[str, Any]:

@@ -68,15 +68,17 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return len(parts) == len(segments)
 
 
-KERNEL_PREFIX = "process."
-"""Topics and event ids the kernel publishes itself (``process.finished``): nobody else may
-publish under them, or a tenant could pre-empt (and so suppress) or forge a run's webhook."""
+KERNEL_PREFIXES = ("process.", "approval.")
+"""Topics and event ids the kernel publishes itself (``process.finished``,
+``approval.requested``): nobody else may publish under them, or a tenant could pre-empt (and
+so suppress) or forge a run's webhook or a human-in-the-loop notification."""
 
 
 def check_not_reserved(topic: str, event_id: str | None) -> None:
     """Raise ``InvalidInput`` for an outside publisher's event on a kernel topic or id."""
-    if topic.startswith(KERNEL_PREFIX) or (event_id or "").startswith(KERNEL_PREFIX):
+    if topic.startswith(KERNEL_PREFIXES) or (event_id or "").startswith(KERNEL_PREFIXES):
         raise InvalidInput(
-            f"topics and event ids starting with {KERNEL_PREFIX!r} are the kernel's own; "
+            f"topics and event ids starting with {' or '.join(KERNEL_PREFIXES)} are the "
+            "kernel's own; "
             "publish under another name"
         )

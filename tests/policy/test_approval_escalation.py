@@ -4,6 +4,7 @@ when its arguments say so, deadlines on a simulated clock, escalation, expiry an
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypedDict
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from kernos.kernel.approvals import ApprovalInfo
 from kernos.kernel.catalog import AgentBuild, AgentSpec, ToolSpec
 from kernos.kernel.clock import SimulatedClock
-from kernos.kernel.errors import Conflict, PolicyDenied
+from kernos.kernel.errors import Conflict, InvalidInput, PolicyDenied
 from kernos.kernel.events import Event
 from kernos.kernel.governed import ask_human
 from kernos.kernel.hookspecs import hookimpl
@@ -209,8 +210,9 @@ async def test_an_unanswered_approval_escalates_then_expires(start: Start) -> No
     assert record.principal == "kernel" and record.pid == info.pid and record.rule == RULE
     assert "inspector did not answer; now admin" in (record.summary or "")
     await asyncio.wait_for(kernel.events.drain(), WAIT)
-    assert [(e.topic, e.data["role"], e.data["from_role"]) for e in seen.events] == [
-        ("approval.escalated", "admin", "inspector")
+    assert [(e.topic, e.data["role"], e.data.get("from_role")) for e in seen.events] == [
+        ("approval.requested", "inspector", None),
+        ("approval.escalated", "admin", "inspector"),
     ]
     # Who may answer is decided on the role it escalated to now.
     with pytest.raises(PolicyDenied, match="approval:admin"):
@@ -231,7 +233,11 @@ async def test_an_unanswered_approval_escalates_then_expires(start: Start) -> No
     (record,) = await audited(kernel, "approval.expired")
     assert record.principal == "kernel" and "expired after 30m" in (record.summary or "")
     await asyncio.wait_for(kernel.events.drain(), WAIT)
-    assert [e.topic for e in seen.events] == ["approval.escalated", "approval.expired"]
+    assert [e.topic for e in seen.events] == [
+        "approval.requested",
+        "approval.escalated",
+        "approval.expired",
+    ]
     with pytest.raises(Conflict, match="already expired"):
         await kernel.processes.decide(first.id, approved=True, by=ADMIN)
 
@@ -297,3 +303,61 @@ async def test_a_replayed_approved_call_keeps_the_later_question_aligned(start: 
     assert done.state is ProcessState.DONE, done.error
     assert done.output["depot"] == "north" and done.output["result"] == "dispatched"
     assert EFFECTS == ["dispatch hazard=True"]
+
+
+async def test_the_answering_role_is_told_by_a_signed_webhook(kernos_settings: Settings) -> None:
+    # The human-in-the-loop path end to end: the inspector's webhook hears of the request,
+    # the next role's (here through "*") of the escalation, each signed with the tenant's
+    # secret, as a receiver checks it with plain hmac.
+    from kernos.api.webhooks import master_key, tenant_secret, verify_signature
+    from tests.api.test_webhooks import free_port, serving
+
+    with serving(free_port()) as inspector, serving(free_port()) as others:
+        settings = kernos_settings.model_copy(
+            update={
+                "hitl_webhooks": {"inspector": inspector.url, "*": others.url},
+                "webhook_allow_private": True,  # the receivers listen on 127.0.0.1
+            }
+        )
+        clock = SimulatedClock()
+        plugins = PluginManager(entry_points=False, builtins=BUILTINS)
+        plugins.add(Agents(), name="test-agents")
+        kernel = Kernel(settings, plugins=plugins, clock=clock)
+        await kernel.start()
+        try:
+            await ready(kernel)
+            await policy_services(kernel).change_approval_rule(ADMIN, RULE, add=True)
+            info = await kernel.processes.spawn("dispatcher", {"hazard": True}, principal=ADMIN)
+            approval = await waiting(kernel, info)
+            await asyncio.wait_for(kernel.events.drain(), WAIT)
+            await asyncio.wait_for(clock.wait_for_sleepers(1), WAIT)
+            await clock.advance(STEP)
+            await waiting(kernel, info)
+            await asyncio.wait_for(kernel.events.drain(), WAIT)
+            secret = tenant_secret(master_key(settings.home), "default")
+        finally:
+            await kernel.stop()
+    [told] = inspector.received
+    body = json.loads(told.body)
+    assert body["type"] == "approval.requested" and body["tenant"] == "default"
+    assert body["data"]["approval_id"] == approval.id and body["data"]["role"] == "inspector"
+    assert body["data"]["proposed"] == {"tool": "dispatch_trucks", "args": {"hazard": True}}
+    verify_signature(secret, told.headers["Kernos-Signature"], told.body, now=_signed_at(told))
+    [escalated] = others.received
+    assert json.loads(escalated.body)["type"] == "approval.escalated"
+    header = escalated.headers["Kernos-Signature"]
+    verify_signature(secret, header, escalated.body, now=_signed_at(escalated))
+    with pytest.raises(InvalidInput):  # a body changed on the way is refused
+        verify_signature(secret, header, escalated.body + b" ", now=_signed_at(escalated))
+    # Nobody but the kernel may publish on approval topics (a forged request would page an
+    # inspector with a signed webhook).
+    from kernos.kernel.events.topics import check_not_reserved
+
+    with pytest.raises(InvalidInput, match="kernel's own"):
+        check_not_reserved("approval.requested", "x")
+
+
+def _signed_at(received: Any) -> float:
+    """The signing time a received webhook names (the kernel's clock is simulated here)."""
+    header = received.headers["Kernos-Signature"]
+    return float(dict(p.split("=", 1) for p in header.split(","))["t"])
