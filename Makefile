@@ -48,8 +48,10 @@ contracts: install
 
 # .venv-llm: torch (CPU) + transformers serve, the real LLM server of the backend tests;
 # created once (under a minute), then a no-op until scripts/llm-requirements.txt changes.
+# .venv-kserve: MLServer + onnxruntime, the real KServe v2 server of the triton tests (same).
 pytest: install
 	scripts/llm_server.sh setup
+	scripts/kserve_server.sh setup
 	scripts/services.sh run -- $(BIN)/pytest $(PYTEST_ARGS)
 
 check: lint typecheck contracts pytest

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kernos.kernel.llm import BackendKind
     from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
     from kernos.kernel.memory_records import GraphStoreSpec
+    from kernos.kernel.model_servers import ModelServerKind
 
 PROJECT = "kernos"
 """Pluggy project name and the entry-point group third-party plugins use."""
@@ -81,6 +82,13 @@ def register_event_schemas(register: Callable[[Any], None]) -> None:
 def register_llm_backends(register: Callable[[BackendKind], None]) -> None:
     """Add kinds of LLM backend: ``register(BackendKind(name=..., build=...))``, where
     ``build(config)`` returns an ``LLMBackend`` (kind names unique across plugins)."""
+
+
+@hookspec
+def register_model_servers(register: Callable[[ModelServerKind], None]) -> None:
+    """Add kinds of model server: ``register(ModelServerKind(name=..., build=...))``, where
+    ``build(config)`` returns a ``ModelServer`` that runs registered models remotely (kind
+    names unique across plugins; ``[[model_servers]]`` in ``kernos.toml`` picks them)."""
 
 
 @hookspec

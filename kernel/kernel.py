@@ -215,6 +215,7 @@ class Kernel:
                 stages = await self._install_providers()
                 self.pipeline = self._build_pipeline(stages)
                 self._start_scheduler()
+                self._start_model_servers()
                 self._memory = MemoryService(
                     self, stores=self.plugins.memory_stores(), embedders=self.plugins.embedders()
                 )
@@ -415,6 +416,18 @@ class Kernel:
         self._default_model = chosen.model or chosen.name
         self._scheduler = LLMScheduler(backends, clock=self.clock, telemetry=self.telemetry)
 
+    def _start_model_servers(self) -> None:
+        """Build the configured model servers (``ConfigError`` naming what is wrong) and route
+        the models they name to them. Building opens no connection."""
+        if not self.settings.model_servers:
+            return
+        from kernos.kernel.model_servers import build_model_servers
+
+        servers = build_model_servers(
+            self.settings.model_servers, self.plugins.model_server_kinds()
+        )
+        self.model_runtime.use_servers(servers, telemetry=self.telemetry)
+
     def chat_model(self) -> KernelChatModel:
         """The governed chat model handed to agents: an injected model (``llm=``, tests), else
         the scheduler's ``default`` backend (or the first configured), else one that explains
@@ -451,6 +464,7 @@ class Kernel:
         if self._scheduler is not None:
             scheduler, self._scheduler = self._scheduler, None
             await scheduler.aclose()
+        await self.model_runtime.aclose()
         if self._memory is not None:
             memory, self._memory = self._memory, None
             await memory.close()

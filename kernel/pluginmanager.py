@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from kernos.kernel.llm import BackendKind
     from kernos.kernel.memory import EmbedderSpec, MemoryStoreSpec
     from kernos.kernel.memory_records import GraphStoreSpec
+    from kernos.kernel.model_servers import ModelServerKind
     from kernos.kernel.syscalls import Provider, Stage
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ BUILTIN_PLUGINS: tuple[Builtin, ...] = (
     Builtin("kernos.agents.plugin"),
     # The hazard classifier tool (an ONNX model from the registry).
     Builtin("kernos.plugins.hazard.plugin"),
+    # KServe v2 model servers (Triton, MLServer) for registered classic models: kind `triton`.
+    Builtin("kernos.plugins.triton"),
     # The schema of the simulated city's sensor readings (malformed ones are dead-lettered).
     Builtin("kernos.plugins.sensors.plugin"),
     # The city-ops scenario: bin board, fleet, dispatcher agent, `kernos demo waste`.
@@ -527,6 +530,13 @@ class PluginManager:
         from kernos.kernel.memory_records import GraphStoreSpec
 
         return self._named_specs("register_graph_stores", GraphStoreSpec)
+
+    def model_server_kinds(self) -> dict[str, ModelServerKind]:
+        """Collect the model server kinds plugins register, by name (unique across plugins),
+        each tagged with its plugin."""
+        from kernos.kernel.model_servers import ModelServerKind
+
+        return {k.name: k for k in self._named_specs("register_model_servers", ModelServerKind)}
 
     def _named_specs(self, hook_name: str, kind: type[Any]) -> list[Any]:
         from dataclasses import replace

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from kernos.kernel.errors import ConfigError
 from kernos.kernel.llm import BackendConfig
+from kernos.kernel.model_servers import ModelServerConfig
 from kernos.kernel.pluginmanager import parse_plugin_list
 from kernos.kernel.retention_policy import RetentionPolicy
 
@@ -105,6 +106,12 @@ class Settings(BaseSettings):
     """LLM backends (``[[llm_backends]]`` tables in ``kernos.toml``: ``name``, ``kind``,
     ``base_url``, ``model``, ``api_key``, ``concurrency``, ``fallback``, ...; see
     ``kernos.kernel.llm.BackendConfig``). ``KERNOS_LLM_BASE_URL`` adds one named ``default``."""
+
+    model_servers: list[ModelServerConfig] = Field(default_factory=list)
+    """Remote model servers (``[[model_servers]]`` tables in ``kernos.toml``, or
+    ``KERNOS_MODEL_SERVERS`` as a JSON list: ``name``, ``kind``, ``url``, ``protocol``
+    http|grpc, ``models`` = the registry names it serves, ``timeout``; see
+    ``kernos.kernel.model_servers``). Models no server names run in-process (onnxruntime)."""
 
     load_plugins: Annotated[list[str] | None, NoDecode] = None
     """Comma list restricting which non-essential plugins load (essential ones always do)."""

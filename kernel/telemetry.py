@@ -34,6 +34,7 @@ SPAN_PROCESS_STEP = "kernos.process.step {kernos.agent.name}"
 SPAN_KERNEL_START = "kernos.kernel.start"
 SPAN_STORAGE_COMMIT = "kernos.storage.commit"
 SPAN_WEBHOOK = "kernos.webhook.deliver"
+SPAN_MODEL_INFER = "kernos.model.infer {kernos.model.name}"
 
 SPAN_NAMES: tuple[str, ...] = (
     SPAN_CHAT,
@@ -45,6 +46,7 @@ SPAN_NAMES: tuple[str, ...] = (
     SPAN_KERNEL_START,
     SPAN_STORAGE_COMMIT,
     SPAN_WEBHOOK,
+    SPAN_MODEL_INFER,
 )
 
 
@@ -70,6 +72,9 @@ ATTR_AGENT = "kernos.agent.name"
 ATTR_DECISION = "kernos.decision"
 ATTR_BATCH_SIZE = "kernos.storage.batch_size"
 ATTR_BACKEND = "kernos.backend"
+ATTR_MODEL = "kernos.model.name"
+ATTR_MODEL_VERSION = "kernos.model.version"
+ATTR_MODEL_SERVER = "kernos.model.server"
 
 
 # -- Metrics ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``/v1/models``: the model registry (register, list, verify, promote, roll back)."""
+"""``/v1/models``: the model registry (register, list, verify, promote, roll back, export)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kernos.api.deps import KernelDep, allowed
 from kernos.kernel.identity import Principal
+from kernos.kernel.model_export import MLSERVER_IMPLEMENTATION, export_model
 from kernos.kernel.model_records import ModelKind, ModelVersion
 from kernos.kernel.registry import ModelRegistry
 
@@ -147,6 +148,35 @@ class PromoteRequest(BaseModel):
     stage: str = Field(description="shadow, canary:PCT (1-99), live or retired")
 
 
+class ExportRequest(BaseModel):
+    """``POST /v1/models/{name}/export``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(default=None, description="Default: the live one, else newest.")
+    repository: str = Field(
+        min_length=1, description="Absolute path of the model repository, on the kernel's machine."
+    )
+    implementation: str = Field(
+        default=MLSERVER_IMPLEMENTATION,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+        description="The MLServer runtime class model-settings.json names.",
+    )
+
+
+class ExportPublic(BaseModel):
+    """What an export wrote."""
+
+    name: str
+    version: str
+    sha256: str
+    repository: str
+    files: list[str]
+    triton_ready: bool = Field(description="Triton loads only numeric version folders.")
+
+
 def _public(model: ModelVersion) -> ModelPublic:
     return ModelPublic.model_validate(model.as_dict())
 
@@ -227,3 +257,24 @@ async def rollback_model(name: str, principal: Admin, models: ModelsDep) -> Mode
     409 when there is nothing to roll back to or it fails verification; 404 if unknown.
     """
     return _public(await models.rollback(name, by=principal))
+
+
+@router.post("/{name}/export", response_model=ExportPublic, summary="Export a model version")
+async def export_model_version(
+    name: str, body: ExportRequest, principal: Admin, models: ModelsDep
+) -> ExportPublic:
+    """Write a verified version into a KServe v2 model repository (Triton ``config.pbtxt``,
+    MLServer ``model-settings.json``).
+
+    409 when it fails verification (audited; nothing written); 404 if unknown; 400 for a
+    relative path, a model that is not ONNX, or a repository that cannot be written.
+    """
+    result = await export_model(
+        models,
+        name,
+        body.version,
+        repository=body.repository,
+        by=principal,
+        implementation=body.implementation,
+    )
+    return ExportPublic.model_validate(result.as_dict())

@@ -1,4 +1,5 @@
-"""``kernos models register|list|verify|promote|rollback``: the model registry, through the API.
+"""``kernos models register|list|verify|promote|rollback|export``: the model registry, through
+the API.
 
 The kernel reads the artifact and the signing key, so their paths are paths on the kernel's
 machine; relative paths are made absolute against the current directory first (right when the
@@ -50,6 +51,7 @@ def models() -> None:
       kernos models promote hazard@1.2 --stage canary:10
       kernos models promote hazard@1.2 --stage live
       kernos models rollback hazard
+      kernos models export hazard@1 --repository /srv/models
     """
 
 
@@ -202,3 +204,45 @@ def rollback(name: str, as_json: bool) -> None:
         print_json(model)
     else:
         click.echo(f"{model['name']} rolled back: {model['version']} is live")
+
+
+@models.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option(
+    "--repository",
+    required=True,
+    metavar="DIR",
+    help="Model repository to write into (a path on the kernel's machine).",
+)
+@click.option(
+    "--implementation",
+    metavar="MODULE.CLASS",
+    help="MLServer runtime for model-settings.json (default kernos_mlserver_onnx.OnnxModel).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def export(ref: str, repository: str, implementation: str | None, as_json: bool) -> None:
+    """Write a verified version (default: the live one) into a KServe v2 model repository:
+    DIR/NAME/VERSION/model.onnx, DIR/NAME/config.pbtxt (Triton) and
+    DIR/NAME/VERSION/model-settings.json (MLServer).
+
+    Exit 1 when the version fails verification (nothing is written), 2 if unknown.
+    """
+    name, version = parse_ref(ref)
+    body: dict[str, Any] = {"version": version, "repository": _absolute(repository)}
+    if implementation:
+        body["implementation"] = implementation
+    with connect() as client:
+        result = client.call("POST", f"{_path(name)}/export", json=body)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(
+        f"Exported {result['name']}@{result['version']} (sha256 {result['sha256'][:16]}…) "
+        f"to {result['repository']}"
+    )
+    if not result["triton_ready"]:
+        click.echo(
+            f"note: Triton loads only numeric version folders; {result['version']!r} is served "
+            "by MLServer but not by Triton",
+            err=True,
+        )

@@ -173,6 +173,7 @@ def test_load_plugins_restricts_only_non_essential(tmp_path: Path, monkeypatch) 
         "kernos.plugins.routing.plugin": "disabled",
         "kernos.agents.plugin": "disabled",
         "kernos.plugins.hazard.plugin": "disabled",
+        "kernos.plugins.triton": "disabled",
         "kernos.plugins.sensors.plugin": "disabled",
         "kernos.plugins.city.plugin": "disabled",
         "kernos.tui.plugin": "disabled",
