@@ -33,8 +33,10 @@ async def scene(kernel: LiveKernel) -> dict[str, Any]:
 
 def screenshot(app: ConsoleApp, kernel: LiveKernel, approval: dict[str, Any]) -> str:
     svg = app.export_screenshot(title="Kernos console")
-    svg = svg.replace(approval["id"], "00000000-0000-4000-8000-000000000000")
-    svg = svg.replace(approval["id"][:8], "00000000")
+    zeros = "00000000-0000-4000-8000-000000000000"
+    # Longest first: a narrow column may cut the id anywhere (the events screen's DATA).
+    for length in range(len(approval["id"]), 7, -1):
+        svg = svg.replace(approval["id"][:length], zeros[:length])
     svg = re.sub(r"key_[0-9a-f]{12}", "key_000000000000", svg)  # the admin key's random id
     return svg.replace(f"127.0.0.1:{kernel.port}", "127.0.0.1:8787")
 
