@@ -186,6 +186,32 @@ def _or_dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _sim_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--days --speed --seed --bins``: the simulated city a command runs or publishes."""
+    for option in reversed(
+        [
+            click.option("--days", default=1, show_default=True, type=click.IntRange(min=1)),
+            click.option(
+                "--speed",
+                default=0.0,
+                show_default=True,
+                type=click.FloatRange(min=0),
+                help="Simulated hours per real second (0: as fast as possible).",
+            ),
+            click.option(
+                "--seed", default=1, show_default=True, type=int, help="The simulated city's seed."
+            ),
+            click.option(
+                "--bins",
+                type=click.IntRange(min=1),
+                help="Bins in the simulated city (default: 300).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option(
     "--source",
@@ -217,18 +243,7 @@ def _or_dash(value: int | None) -> str:
     type=click.Path(path_type=Path),
     help="The store-and-forward buffer file; dead letters go to PATH.dead.",
 )
-@click.option("--days", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--speed",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Simulated hours per real second (0: as fast as possible).",
-)
-@click.option("--seed", default=1, show_default=True, type=int, help="The simulated city's seed.")
-@click.option(
-    "--bins", type=click.IntRange(min=1), help="Bins in the simulated city (default: 300)."
-)
+@_sim_options
 @click.option(
     "--hazard-model",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -380,18 +395,7 @@ def _stopping_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     metavar="URL",
     help="The broker, mqtt://[user:pass@]host[:port] (env KERNOS_EDGE_MQTT).",
 )
-@click.option("--days", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--speed",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Simulated hours per real second (0: as fast as possible).",
-)
-@click.option("--seed", default=1, show_default=True, type=int, help="The simulated city's seed.")
-@click.option(
-    "--bins", type=click.IntRange(min=1), help="Bins in the simulated city (default: 300)."
-)
+@_sim_options
 @click.option(
     "--topic-prefix",
     default="bins",

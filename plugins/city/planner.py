@@ -20,11 +20,10 @@ import numpy as np
 
 from kernos.kernel.errors import InvalidInput
 from kernos.plugins.routing.policies import DynamicPolicy, Observation
-from kernos.plugins.routing.tools import PlanResult, RoutePlan
+from kernos.plugins.routing.tools import PlanResult
 
 if TYPE_CHECKING:
     from kernos.plugins.routing.experiment import Setup
-    from kernos.plugins.routing.vrp import Plan
 
 DAY_S = 86_400.0
 MIN_VALUE = 0.3
@@ -122,30 +121,11 @@ class Planner:
             self._fill = policy._today[0].copy() if policy._today is not None else self._fill
             policy.collected(obs, plan)
             self._planned_ts = day * DAY_S + self.setup.params.shift_start_h * 3600.0
-            result = _result(plan, must_go)
+            result = PlanResult.from_plan(plan, must_go).model_dump()
             self._plans[day] = result
             for old in [d for d in self._plans if d < day - 7]:
                 del self._plans[old]
             return result
-
-
-def _result(plan: Plan, must: np.ndarray[Any, Any]) -> dict[str, Any]:
-    return PlanResult(
-        routes=[
-            RoutePlan(
-                truck=r.truck,
-                load=r.load,
-                bins=list(r.bins),
-                arrival_h=[round(h, 3) for h in r.arrival_h],
-                km=r.metres / 1000.0,
-            )
-            for r in plan.routes
-        ],
-        km=round(plan.km, 3),
-        visited=list(plan.visited),
-        must=np.flatnonzero(must).tolist(),
-        dropped_must=list(plan.dropped_must),
-    ).model_dump()
 
 
 __all__ = ["MIN_VALUE", "Planner"]

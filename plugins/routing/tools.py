@@ -22,6 +22,7 @@ from kernos.kernel.errors import InvalidInput
 
 if TYPE_CHECKING:
     from kernos.plugins.routing.experiment import Setup
+    from kernos.plugins.routing.vrp import Plan
 
 HISTORY_DAYS = 364
 """Days of simulated history the tools' forecaster is trained on (a year, for the season)."""
@@ -85,6 +86,28 @@ class PlanResult(BaseModel):
     visited: list[int]
     must: list[int] = Field(description="Bins that had to be emptied (risk or request).")
     dropped_must: list[int] = Field(description="Must-go bins that did not fit (capacity, shift).")
+
+    @classmethod
+    def from_plan(cls, plan: Plan, must: Any) -> PlanResult:
+        """The tool's answer for a solved ``plan`` and its must-go mask (a bool array)."""
+        import numpy as np
+
+        return cls(
+            routes=[
+                RoutePlan(
+                    truck=r.truck,
+                    load=r.load,
+                    bins=list(r.bins),
+                    arrival_h=[round(h, 3) for h in r.arrival_h],
+                    km=r.metres / 1000.0,
+                )
+                for r in plan.routes
+            ],
+            km=round(plan.km, 3),
+            visited=list(plan.visited),
+            must=np.flatnonzero(must).tolist(),
+            dropped_must=list(plan.dropped_must),
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -159,23 +182,7 @@ def plan(args: PlanArgs) -> PlanResult:
     excluded[args.exclude] = True
     must &= ~excluded
     value[excluded] = 0.0
-    result = policy.select_bins(level, value, must)
-    return PlanResult(
-        routes=[
-            RoutePlan(
-                truck=r.truck,
-                load=r.load,
-                bins=list(r.bins),
-                arrival_h=[round(h, 3) for h in r.arrival_h],
-                km=r.metres / 1000.0,
-            )
-            for r in result.routes
-        ],
-        km=round(result.km, 3),
-        visited=list(result.visited),
-        must=np.flatnonzero(must).tolist(),
-        dropped_must=list(result.dropped_must),
-    )
+    return PlanResult.from_plan(policy.select_bins(level, value, must), must)
 
 
 async def forecast_tool(
